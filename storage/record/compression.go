@@ -198,7 +198,12 @@ func readLimited(dst []byte, r io.Reader, limit int) ([]byte, error) {
 	start := len(dst)
 	for {
 		if len(dst) == cap(dst) {
-			dst = grow(dst, min(max(len(dst)-start, 4096), limit+1-(len(dst)-start)))
+			// Double, but never past the limit (plus the byte that
+			// detects it).
+			c := min(max(2*cap(dst), len(dst)+4096), start+limit+1)
+			nb := make([]byte, len(dst), c)
+			copy(nb, dst)
+			dst = nb
 		}
 		// Read at most one byte past the limit: enough to notice.
 		room := min(cap(dst), start+limit+1)
