@@ -106,7 +106,10 @@ const (
 // from now on f is closed only by the SegmentFile, and the caller must not
 // call f.Close (except to abandon a SegmentFile that no one else has seen).
 func OpenSegmentFile(f *os.File) *SegmentFile {
-	sf := &SegmentFile{f: f, name: f.Name(), done: make(chan struct{})}
+	sf := &SegmentFile{f: f, done: make(chan struct{})}
+	if f != nil { // a nil f gives a SegmentFile whose every operation fails
+		sf.name = f.Name()
+	}
 	sf.state.Store(1) // the owner's reference
 	return sf
 }
@@ -425,7 +428,8 @@ func (r Region) readErr(op string, err error) error {
 // socket — it uses sendfile(2) on Linux, so the bytes go from the page cache
 // to the socket without passing through user space; the socket's write
 // deadline applies (the error then wraps os.ErrDeadlineExceeded). To any other
-// writer it copies through a pooled buffer.
+// writer, or from a file system without sendfile, it copies through a pooled
+// buffer.
 //
 // If it fails after writing some bytes (n > 0), the stream is cut mid-region
 // and the caller must close the connection rather than write more to it.
@@ -439,9 +443,11 @@ func (r Region) WriteTo(w io.Writer) (int64, error) {
 	defer r.File.Release()
 	var n int64
 	var err error
-	if rc := streamSocket(w); rc != nil {
+	rc := streamSocket(w)
+	if rc != nil {
 		n, err = sendFile(rc, r.File.f, r.Pos, r.Len)
-	} else {
+	}
+	if rc == nil || errors.Is(err, errNoSendfile) {
 		n, err = copyRange(w, r.File.f, r.Pos, r.Len)
 	}
 	if err != nil {

@@ -737,3 +737,39 @@ func TestBufferPool(t *testing.T) {
 		}
 	}
 }
+
+// A peer that went away gives an error (EPIPE or ECONNRESET), not a SIGPIPE
+// that kills the process.
+func TestRegionWriteToClosedPeer(t *testing.T) {
+	sf, _ := regionTestFile(t, 4<<20)
+	client, server := regionTCPPair(t)
+	server.Close()
+	r := Region{File: sf, Pos: 0, Len: 4 << 20}
+	var err error
+	for i := 0; i < 10 && err == nil; i++ { // the first send may still be accepted
+		_, err = r.WriteTo(client)
+	}
+	if err == nil {
+		t.Fatal("sends to a closed peer kept succeeding")
+	}
+	if refs := sf.refs(); refs != 1 {
+		t.Fatalf("refs = %d, want 1", refs)
+	}
+}
+
+func TestSegmentFileNil(t *testing.T) {
+	sf := OpenSegmentFile(nil)
+	r := Region{File: sf, Pos: 0, Len: 10}
+	if _, err := r.Bytes(nil); err == nil {
+		t.Error("Bytes on a nil file succeeded")
+	}
+	if _, err := r.WriteTo(io.Discard); err == nil {
+		t.Error("WriteTo on a nil file succeeded")
+	}
+	if _, err := r.Mmap(); err == nil {
+		t.Error("Mmap on a nil file succeeded")
+	}
+	if err := sf.Close(context.Background()); err == nil {
+		t.Error("Close of a nil file succeeded")
+	}
+}

@@ -3,6 +3,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +24,9 @@ const maxSendfileChunk = 4 << 20
 // SendFile writes n bytes of f, starting at pos, to conn with sendfile(2): the
 // bytes go from the page cache to the socket without a copy through user
 // space, and f's file offset is neither used nor moved. It returns the number
-// of bytes written, n unless there is an error. It honours conn's write
+// of bytes written, n unless there is an error. Should the file system not
+// support sendfile, it copies through a pooled buffer instead. It honours
+// conn's write
 // deadline (the error then wraps os.ErrDeadlineExceeded), waits in the
 // runtime's poller when the socket buffer is full, and fails with an error
 // wrapping io.ErrUnexpectedEOF if f ends before pos+n.
@@ -42,7 +45,11 @@ func SendFile(conn *net.TCPConn, f *os.File, pos, n int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return sendFile(rc, f, pos, n)
+	written, err := sendFile(rc, f, pos, n)
+	if errors.Is(err, errNoSendfile) {
+		return copyRange(conn, f, pos, n)
+	}
+	return written, err
 }
 
 // sendFile sends [pos, pos+n) of f to the stream socket behind dst.
@@ -60,6 +67,11 @@ func sendFile(dst syscall.RawConn, f *os.File, pos, n int64) (int64, error) {
 	}
 	return written, serr
 }
+
+// errNoSendfile: sendfile refused the pair of descriptors before sending
+// anything (ENOSYS, EINVAL, EOPNOTSUPP: a file system without it); the caller
+// copies instead.
+var errNoSendfile = errors.New("storage: sendfile not supported for this file")
 
 // sendLoop calls sendfile until n bytes are sent. The callback given to
 // dst.Write runs with the socket's descriptor held; returning false from it
@@ -81,6 +93,9 @@ func sendLoop(dst syscall.RawConn, sfd int, pos, n int64) (int64, error) {
 				continue
 			case err == unix.EAGAIN:
 				return false // socket buffer full: wait for the poller
+			case written == 0 && (err == unix.ENOSYS || err == unix.EINVAL || err == unix.EOPNOTSUPP):
+				serr = errNoSendfile
+				return true
 			case err != nil:
 				serr = os.NewSyscallError("sendfile", err)
 				return true

@@ -24,6 +24,9 @@ func SendFile(conn *net.TCPConn, f *os.File, pos, n int64) (int64, error) {
 	return copyRange(conn, f, pos, n)
 }
 
+// errNoSendfile: sendfile is not available; the caller copies instead.
+var errNoSendfile = errors.New("storage: sendfile not supported on this platform")
+
 func sendFile(syscall.RawConn, *os.File, int64, int64) (int64, error) {
-	return 0, errors.New("storage: sendfile not supported on this platform")
+	return 0, errNoSendfile
 }
