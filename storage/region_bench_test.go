@@ -10,9 +10,11 @@ package storage
 // 1 MiB buffer (socket receive buffer 4 MiB) and discards. The file is
 // written and synced once per process and unlinked at once (it lives while
 // open), so it sits in the page cache: what is measured is the send path, not
-// the disk.
+// the disk. If $STRATA_REGION_BENCH_FILE names a file of at least 64 MiB,
+// that file is used instead (the script makes one for all its runs).
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -43,6 +45,20 @@ var benchFile struct {
 func benchSegmentFile(b *testing.B) *SegmentFile {
 	b.Helper()
 	benchFile.once.Do(func() {
+		if name := os.Getenv("STRATA_REGION_BENCH_FILE"); name != "" {
+			f, err := os.Open(name)
+			if err != nil {
+				benchFile.err = err
+				return
+			}
+			if fi, err := f.Stat(); err != nil || fi.Size() < benchFileSize {
+				f.Close()
+				benchFile.err = fmt.Errorf("%s: want at least %d bytes (%v)", name, benchFileSize, err)
+				return
+			}
+			benchFile.sf = OpenSegmentFile(f)
+			return
+		}
 		f, err := os.CreateTemp("", "strata-region-bench-*.log")
 		if err != nil {
 			benchFile.err = err
