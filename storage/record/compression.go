@@ -106,6 +106,13 @@ func AppendCompressed(dst []byte, c Codec, src []byte) ([]byte, error) {
 // ErrCorruptRecord; so does any malformed input. CodecNone appends src
 // unchanged, subject to the same limit. An invalid codec is ErrUnknownCodec.
 // On error the returned slice's contents past len(dst) are unspecified.
+//
+// Memory stays proportional to the limit, never to what the input claims:
+// gzip and lz4 stream into a buffer that doubles up to limit+1 bytes;
+// snappy checks each block's stated length before decoding it; zstd decodes
+// with the limit as its WithDecoderMaxMemory, which it checks against each
+// frame's stated size and as it decodes (several frames may overshoot to
+// about twice the limit before the total is refused).
 func AppendDecompressed(dst []byte, c Codec, src []byte, limit int) ([]byte, error) {
 	if limit <= 0 {
 		limit = DefaultMaxDecompressedSize

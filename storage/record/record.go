@@ -154,10 +154,18 @@ func readBytes(b []byte) (v []byte, n int, ok bool) {
 	return b[n:end:end], end, true
 }
 
-// errRecord is returned for any malformed record field. It is a plain
-// sentinel-wrapping value so that decoding a bad record does not allocate
-// before the caller decides to describe it.
-var errRecord = fmt.Errorf("%w: malformed record", ErrCorruptRecord)
+// Errors for malformed record fields: prebuilt so that rejecting a bad
+// record allocates nothing beyond the Iterator's final wrap.
+var (
+	errRecordLength = fmt.Errorf("%w: bad record length", ErrCorruptRecord)
+	errTimestamp    = fmt.Errorf("%w: bad timestamp delta", ErrCorruptRecord)
+	errOffsetDelta  = fmt.Errorf("%w: bad offset delta", ErrCorruptRecord)
+	errKey          = fmt.Errorf("%w: bad key length", ErrCorruptRecord)
+	errValue        = fmt.Errorf("%w: bad value length", ErrCorruptRecord)
+	errHeaderCount  = fmt.Errorf("%w: bad header count", ErrCorruptRecord)
+	errHeaderKey    = fmt.Errorf("%w: bad or null header key", ErrCorruptRecord)
+	errHeaderValue  = fmt.Errorf("%w: bad header value length", ErrCorruptRecord)
+)
 
 // decodeRecord parses the record at the front of buf into r, leaving
 // Offset and Timestamp relative (OffsetDelta and the raw timestamp delta in
@@ -166,7 +174,7 @@ var errRecord = fmt.Errorf("%w: malformed record", ErrCorruptRecord)
 func decodeRecord(buf []byte, r *Record) (int, error) {
 	length, n, ok := readVarint(buf)
 	if !ok || length < 1 {
-		return 0, errRecord
+		return 0, errRecordLength
 	}
 	end := n + int(length)
 	if end > len(buf) {
@@ -177,36 +185,36 @@ func decodeRecord(buf []byte, r *Record) (int, error) {
 	p := 1
 	ts, n, ok := readVarlong(b[p:])
 	if !ok {
-		return 0, errRecord
+		return 0, errTimestamp
 	}
 	r.Timestamp = ts
 	p += n
 	if r.OffsetDelta, n, ok = readVarint(b[p:]); !ok {
-		return 0, errRecord
+		return 0, errOffsetDelta
 	}
 	p += n
 	if r.Key, n, ok = readBytes(b[p:]); !ok {
-		return 0, errRecord
+		return 0, errKey
 	}
 	p += n
 	if r.Value, n, ok = readBytes(b[p:]); !ok {
-		return 0, errRecord
+		return 0, errValue
 	}
 	p += n
 	count, n, ok := readVarint(b[p:])
 	if !ok || count < 0 {
-		return 0, errRecord
+		return 0, errHeaderCount
 	}
 	p += n
 	hstart := p
 	for i := int32(0); i < count; i++ {
 		k, n, ok := readBytes(b[p:])
 		if !ok || k == nil {
-			return 0, errRecord
+			return 0, errHeaderKey
 		}
 		p += n
 		if _, n, ok = readBytes(b[p:]); !ok {
-			return 0, errRecord
+			return 0, errHeaderValue
 		}
 		p += n
 	}
