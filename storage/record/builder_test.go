@@ -615,6 +615,19 @@ func TestDecompressionLimit(t *testing.T) {
 			}
 		})
 	}
+	// Several frames, each under the limit, together over it.
+	frame, _ := AppendCompressed(nil, CodecZstd, bomb[:600<<10])
+	frames := append(append(append([]byte(nil), frame...), frame...), frame...)
+	if out, err := AppendDecompressed(nil, CodecZstd, frames[:len(frame)], limit); err != nil || len(out) != 600<<10 {
+		t.Fatalf("one zstd frame: %d, %v", len(out), err)
+	}
+	if _, err := AppendDecompressed(nil, CodecZstd, frames, limit); !errors.Is(err, ErrCorruptRecord) {
+		t.Errorf("three zstd frames over the limit: %v", err)
+	}
+	member, _ := AppendCompressed(nil, CodecGzip, bomb[:600<<10])
+	if _, err := AppendDecompressed(nil, CodecGzip, append(append([]byte(nil), member...), member...), limit); !errors.Is(err, ErrCorruptRecord) {
+		t.Errorf("two gzip members over the limit: %v", err)
+	}
 	// A raw snappy block claiming 4 GiB is refused from its header alone.
 	claim := binary.AppendUvarint(nil, 1<<32-1)
 	if _, err := AppendDecompressed(nil, CodecSnappy, append(claim, 0, 0), 0); !errors.Is(err, ErrCorruptRecord) {
@@ -703,6 +716,53 @@ func poolIsLossy() bool {
 		}
 	}
 	return false
+}
+
+// A record's Key and Value are capped at their length: appending to one
+// cannot overwrite the next field.
+func TestRecordSlicesClipped(t *testing.T) {
+	bld := NewBuilder(BatchOptions{})
+	bld.Append(1, []byte("key"), []byte("value"), []Header{{Key: "h", Value: []byte("hv")}})
+	b, _ := bld.Build()
+	var it Iterator
+	if err := it.Reset(b); err != nil || !it.Next() {
+		t.Fatal(err)
+	}
+	r := it.Record()
+	if cap(r.Key) != len(r.Key) || cap(r.Value) != len(r.Value) {
+		t.Fatalf("key cap %d len %d, value cap %d len %d", cap(r.Key), len(r.Key), cap(r.Value), len(r.Value))
+	}
+	_ = append(r.Key, 'X')
+	if string(r.Value) != "value" || b.Validate() != nil {
+		t.Fatal("appending to the key changed the batch")
+	}
+}
+
+// Headers() yields what HeaderIter does and stops when asked.
+func TestHeadersSeq(t *testing.T) {
+	hdrs := []Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: nil}, {Key: "c", Value: []byte{}}}
+	bld := NewBuilder(BatchOptions{})
+	bld.Append(1, nil, nil, hdrs)
+	b, _ := bld.Build()
+	var it Iterator
+	if err := it.Reset(b); err != nil || !it.Next() {
+		t.Fatal(err)
+	}
+	var got []Header
+	for k, v := range it.Record().Headers() {
+		got = append(got, Header{Key: string(k), Value: clone(v)})
+	}
+	if len(got) != 3 || got[0].Key != "a" || got[1].Value != nil || got[2].Value == nil {
+		t.Fatalf("headers %+v", got)
+	}
+	n := 0
+	for range it.Record().Headers() {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Fatalf("break after %d", n)
+	}
 }
 
 // Record's exported fields are what the iterator promises; catch accidental

@@ -23,7 +23,9 @@ import "fmt"
 // ErrUnknownCodec for a bad codec), never a panic. It does not verify the
 // CRC: call Batch.Validate first on bytes that were not validated already.
 //
-// An Iterator is not safe for concurrent use.
+// The decompression buffer grows to the largest records section the
+// Iterator has decompressed (at most the limit) and is kept for reuse; drop
+// the Iterator to release it. An Iterator is not safe for concurrent use.
 type Iterator struct {
 	batch   Batch
 	data    []byte // the records section, decompressed
