@@ -32,5 +32,9 @@
 //     snapshot and publishes it.
 //
 // The metadata offset of a record is the Raft index of its entry; an image's
-// Offset is the index of the last entry applied (or rejected).
+// Offset is the index of the last metadata entry applied (or rejected).
+// hashicorp/raft hands only LogCommand entries to the FSM (configuration
+// changes and no-ops never reach it), so Offset is an index a broker replaying
+// FetchMetadata's entries reaches too: compare it with a broker's offset to
+// decide whether the broker has caught up.
 package raftfsm

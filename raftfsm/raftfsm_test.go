@@ -603,3 +603,36 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnmarshalSnapshot: arbitrary snapshot bytes never panic, and whatever
+// restores snapshots and restores to the same image.
+func FuzzUnmarshalSnapshot(f *testing.F) {
+	for _, seed := range []uint64{1, 2, 3} {
+		data, err := replayStream(f, stream(seed, 40)).MarshalSnapshot()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		img, err := UnmarshalSnapshot(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptSnapshot) {
+				t.Fatalf("error not marked corrupt: %v", err)
+			}
+			return
+		}
+		again, err := img.MarshalSnapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := UnmarshalSnapshot(again)
+		if err != nil {
+			t.Fatalf("re-snapshot does not restore: %v", err)
+		}
+		if back.String() != img.String() {
+			t.Fatal("re-snapshot differs")
+		}
+	})
+}

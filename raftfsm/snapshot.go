@@ -135,6 +135,9 @@ func FromProto(m *stratav1.MetadataImage) (*Image, error) {
 			return nil, bad("brokers not sorted by id at broker %d", bi.GetBrokerId())
 		}
 		prev = bi.GetBrokerId()
+		if len(bi.GetIncarnationId()) != 16 || bi.GetBrokerEpoch() < 0 {
+			return nil, bad("broker %d: incarnation id of %d bytes, epoch %d", bi.GetBrokerId(), len(bi.GetIncarnationId()), bi.GetBrokerEpoch())
+		}
 		b := &Broker{
 			ID:                   bi.GetBrokerId(),
 			IncarnationID:        slices.Clone(bi.GetIncarnationId()),
@@ -208,9 +211,9 @@ func FromProto(m *stratav1.MetadataImage) (*Image, error) {
 		img.numPartitions += len(t.partitions)
 	}
 
-	for _, bc := range m.GetBrokerConfigs() {
-		if _, dup := img.brokerConfigs[bc.GetResourceName()]; dup {
-			return nil, bad("broker config %q twice", bc.GetResourceName())
+	for i, bc := range m.GetBrokerConfigs() {
+		if i > 0 && bc.GetResourceName() <= m.GetBrokerConfigs()[i-1].GetResourceName() {
+			return nil, bad("broker configs not sorted at %q", bc.GetResourceName())
 		}
 		set := make(map[string]string, len(bc.GetConfigs()))
 		for _, c := range bc.GetConfigs() {
@@ -218,7 +221,10 @@ func FromProto(m *stratav1.MetadataImage) (*Image, error) {
 		}
 		img.brokerConfigs[bc.GetResourceName()] = set
 	}
-	for _, f := range m.GetFeatures() {
+	for i, f := range m.GetFeatures() {
+		if f.GetName() == "" || f.GetLevel() <= 0 || (i > 0 && f.GetName() <= m.GetFeatures()[i-1].GetName()) {
+			return nil, bad("feature %q level %d (empty, not positive or not sorted)", f.GetName(), f.GetLevel())
+		}
 		img.features[f.GetName()] = f.GetLevel()
 	}
 	for _, e := range m.GetRecentErrors() {
