@@ -21,6 +21,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -213,6 +214,62 @@ func BenchmarkBareSendfileBlocking(b *testing.B) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkSendPaired measures the ratio directly, robust to a machine whose
+// load drifts: each iteration sends one region with Region.WriteTo and one
+// with the bare loop of BenchmarkBareSendfile, on the same connection, in
+// alternating order, and times each. It reports the throughput of each and
+// their ratio, region/bare (1.0 = parity; the target is >= 0.90).
+func BenchmarkSendPaired(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(size.name, func(b *testing.B) {
+			sf := benchSegmentFile(b)
+			conn := benchConn(b)
+			sock, src := rawFD(b, conn), rawFD(b, sf.File())
+			pfd := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLOUT}}
+			bare := func(off int64) {
+				for end := off + size.n; off < end; {
+					_, err := unix.Sendfile(sock, src, &off, int(end-off))
+					switch err {
+					case nil, unix.EINTR:
+					case unix.EAGAIN:
+						if _, err := unix.Poll(pfd, -1); err != nil && err != unix.EINTR {
+							b.Fatal(err)
+						}
+					default:
+						b.Fatal(err)
+					}
+				}
+			}
+			region := func(off int64) {
+				if _, err := (Region{File: sf, Pos: off, Len: size.n}).WriteTo(conn); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var tRegion, tBare time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				off := benchPos(i, size.n)
+				t0 := time.Now()
+				if i%2 == 0 {
+					region(off)
+					t1 := time.Now()
+					bare(off)
+					tRegion, tBare = tRegion+t1.Sub(t0), tBare+time.Since(t1)
+				} else {
+					bare(off)
+					t1 := time.Now()
+					region(off)
+					tBare, tRegion = tBare+t1.Sub(t0), tRegion+time.Since(t1)
+				}
+			}
+			mb := float64(size.n) * float64(b.N) / 1e6
+			b.ReportMetric(mb/tRegion.Seconds(), "region-MB/s")
+			b.ReportMetric(mb/tBare.Seconds(), "bare-MB/s")
+			b.ReportMetric(tBare.Seconds()/tRegion.Seconds(), "region/bare")
 		})
 	}
 }
