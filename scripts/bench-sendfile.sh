@@ -7,9 +7,11 @@
 # other round) so that drift on a shared machine hits them all alike. Prints
 # every run, then per region size the median and mean MB/s of each benchmark
 # and the ratios of SendRegion to each baseline (median over median; >= 0.90
-# meets the target), and the median of BenchmarkSendPaired's own ratio (both
-# sends timed in alternation on one connection: the figure least disturbed by
-# a machine whose load drifts).
+# meets the target), and the median of BenchmarkSendPaired's own ratios (both
+# sends timed in alternation on one connection: the figures least disturbed by
+# a machine whose load drifts). "vs-poll" is against the bare loop waiting in
+# poll(2); "vs-poller" against the same sendfile loop without Region, i.e. the
+# cost of Region itself.
 #
 # Usage: scripts/bench-sendfile.sh [rounds] [benchtime]    (defaults: 10 500ms)
 # Run from the repository root. Needs only the Go toolchain and awk.
@@ -50,7 +52,7 @@ awk '
 	for (k = 3; k < NF; k++) {
 		if ($(k + 1) == "MB/s") mbs = $k
 		if ($(k + 1) == "allocs/op") allocs = $k
-		if ($(k + 1) == "region/bare") { np[size]++; pv[size, np[size]] = $k }
+		if ($(k + 1) == "region/bare") { base = part[3]; np[size, base]++; pv[size, base, np[size, base]] = $k }
 	}
 	if (mbs == "") next
 	n[bench, size]++; v[bench, size, n[bench, size]] = mbs; sum[bench, size] += mbs
@@ -83,12 +85,15 @@ END {
 			r = med["SendRegion"] / med[b]
 			printf "  ratio SendRegion / %-22s %.3f%s\n", b, r, (b == "BareSendfile" ? (r >= 0.9 ? "  (target >= 0.90: met)" : "  (target >= 0.90: NOT met)") : "")
 		}
-		if (np[s] > 0) {
-			m = np[s]
-			for (i = 1; i <= m; i++) a[i] = pv[s, i]
+		split("vs-poll vs-poller", bases, " ")
+		for (q = 1; q <= 2; q++) {
+			base = bases[q]
+			m = np[s, base]
+			if (m == 0) continue
+			for (i = 1; i <= m; i++) a[i] = pv[s, base, i]
 			for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
 			pm = m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-			printf "  paired ratio SendRegion / BareSendfile  %.3f  (median of %d; min %.3f, max %.3f)\n", pm, m, a[1], a[m]
+			printf "  paired ratio SendRegion / bare %-10s %.3f  (median of %d; min %.3f, max %.3f)\n", base, pm, m, a[1], a[m]
 		}
 		print ""
 	}
