@@ -243,10 +243,11 @@ func (x *OffsetIndex) SanityCheck() error {
 	if err := x.checkSize(); err != nil {
 		return err
 	}
-	n := int(x.entries.Load())
+	data := x.data[:int(x.entries.Load())*OffsetIndexEntrySize]
 	var prevRel, prevPos int32
-	for i := 0; i < n; i++ {
-		rel, pos := x.entryAt(i)
+	for i := 0; len(data) >= OffsetIndexEntrySize; i++ {
+		rel, pos := int32(binary.BigEndian.Uint32(data[0:4])), int32(binary.BigEndian.Uint32(data[4:8]))
+		data = data[OffsetIndexEntrySize:]
 		switch {
 		case rel < 0:
 			return fmt.Errorf("%w: %s: entry %d: negative relative offset %d", ErrCorruptIndex, x.Path(), i, rel)

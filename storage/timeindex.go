@@ -238,11 +238,12 @@ func (x *TimeIndex) SanityCheck() error {
 	if err := x.checkSize(); err != nil {
 		return err
 	}
-	n := int(x.entries.Load())
+	data := x.data[:int(x.entries.Load())*TimeIndexEntrySize]
 	var prevTs int64
 	var prevRel int32
-	for i := 0; i < n; i++ {
-		ts, rel := x.entryAt(i)
+	for i := 0; len(data) >= TimeIndexEntrySize; i++ {
+		ts, rel := int64(binary.BigEndian.Uint64(data[0:8])), int32(binary.BigEndian.Uint32(data[8:12]))
+		data = data[TimeIndexEntrySize:]
 		switch {
 		case ts < 0:
 			return fmt.Errorf("%w: %s: entry %d: negative timestamp %d", ErrCorruptIndex, x.Path(), i, ts)
