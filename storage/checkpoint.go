@@ -10,8 +10,8 @@ package storage
 //	<entry>\n            count times; the entry format belongs to the caller
 //
 // The offset checkpoints (recovery-point-offset-checkpoint,
-// replication-offset-checkpoint, log-start-offset-checkpoint) are version 0
-// with entries "topic partition offset":
+// replication-offset-checkpoint, log-start-offset-checkpoint, one each per
+// data directory) are version 0 with entries "topic partition offset":
 //
 //	0
 //	2
@@ -34,14 +34,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-)
-
-// File names of the per-data-directory offset checkpoints. Part of the
-// format: do not change.
-const (
-	RecoveryPointCheckpointFile  = "recovery-point-offset-checkpoint"
-	ReplicationCheckpointFile    = "replication-offset-checkpoint"
-	LogStartOffsetCheckpointFile = "log-start-offset-checkpoint"
 )
 
 // OffsetCheckpointVersion is the version line of the offset checkpoints.

@@ -88,7 +88,7 @@ func TestWriteCheckpointFileRejectsLineBreaks(t *testing.T) {
 }
 
 func TestOffsetCheckpointFormat(t *testing.T) {
-	path := filepath.Join(t.TempDir(), RecoveryPointCheckpointFile)
+	path := filepath.Join(t.TempDir(), "recovery-point-offset-checkpoint")
 	m := map[TopicPartition]int64{
 		{"orders", 1}:  977,
 		{"orders", 0}:  1200,
@@ -149,7 +149,7 @@ func TestOffsetCheckpointRejects(t *testing.T) {
 // A crash while writing leaves a torn <path>.tmp next to the good file: the
 // reader ignores it and the next write overwrites it.
 func TestCheckpointLeftoverTmp(t *testing.T) {
-	path := filepath.Join(t.TempDir(), ReplicationCheckpointFile)
+	path := filepath.Join(t.TempDir(), "replication-offset-checkpoint")
 	good := map[TopicPartition]int64{{"t", 0}: 42}
 	if err := WriteOffsetCheckpoint(path, good); err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestCheckpointKilledMidWrite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	path := filepath.Join(t.TempDir(), RecoveryPointCheckpointFile)
+	path := filepath.Join(t.TempDir(), "recovery-point-offset-checkpoint")
 	for round := 0; round < 5; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointHelperProcess$")
 		cmd.Env = append(os.Environ(), "STRATA_CHECKPOINT_HELPER="+path)

@@ -33,13 +33,9 @@ import (
 	"sync"
 )
 
-// LeaderEpochCheckpointFileName is the cache's file in a partition directory,
-// and LeaderEpochCheckpointVersion its version line. Part of the format: do
-// not change.
-const (
-	LeaderEpochCheckpointFileName = "leader-epoch-checkpoint"
-	LeaderEpochCheckpointVersion  = 0
-)
+// LeaderEpochCheckpointVersion is the version line of the cache's file,
+// leader-epoch-checkpoint. Part of the format: do not change.
+const LeaderEpochCheckpointVersion = 0
 
 // UndefinedEpoch and UndefinedEpochOffset are what EndOffsetFor answers when
 // it knows nothing about the requested epoch (Kafka's UNDEFINED_EPOCH and

@@ -11,7 +11,7 @@ import (
 
 func newTestEpochCache(t *testing.T, entries ...EpochEntry) *LeaderEpochCache {
 	t.Helper()
-	c, err := OpenLeaderEpochCache(filepath.Join(t.TempDir(), LeaderEpochCheckpointFileName))
+	c, err := OpenLeaderEpochCache(filepath.Join(t.TempDir(), "leader-epoch-checkpoint"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestLeaderEpochCacheCorruptFile(t *testing.T) {
 		"0\n2\n1 5\n2 5\n",     // start repeats
 		"0\n2\n1 0\n1 5\n",     // epoch repeats
 	} {
-		path := filepath.Join(t.TempDir(), LeaderEpochCheckpointFileName)
+		path := filepath.Join(t.TempDir(), "leader-epoch-checkpoint")
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +239,7 @@ func TestLeaderEpochCacheCorruptFile(t *testing.T) {
 // change writes everything.
 func TestLeaderEpochCacheWriteError(t *testing.T) {
 	dir := t.TempDir()
-	c, err := OpenLeaderEpochCache(filepath.Join(dir, "gone", LeaderEpochCheckpointFileName))
+	c, err := OpenLeaderEpochCache(filepath.Join(dir, "gone", "leader-epoch-checkpoint"))
 	if err != nil {
 		t.Fatal(err)
 	}
