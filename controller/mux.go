@@ -179,20 +179,26 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 }
 
 // connListener is a net.Listener fed by the mux.
+// Closing it (grpc.Server.Stop does) stops its Accept; the mux then drops
+// connections routed to it.
 type connListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done <-chan struct{}
+	addr      net.Addr
+	ch        chan net.Conn
+	done      <-chan struct{} // the mux's
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func newConnListener(addr net.Addr, done <-chan struct{}) *connListener {
-	return &connListener{addr: addr, ch: make(chan net.Conn), done: done}
+	return &connListener{addr: addr, ch: make(chan net.Conn), done: done, closed: make(chan struct{})}
 }
 
 func (l *connListener) push(c net.Conn) {
 	select {
 	case l.ch <- c:
 	case <-l.done:
+		c.Close()
+	case <-l.closed:
 		c.Close()
 	}
 }
@@ -203,10 +209,15 @@ func (l *connListener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed
+	case <-l.closed:
+		return nil, net.ErrClosed
 	}
 }
 
-func (l *connListener) Close() error   { return nil }
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
 func (l *connListener) Addr() net.Addr { return l.addr }
 
 // peekedConn gives back the byte the mux read.

@@ -1,0 +1,130 @@
+package controller
+
+import (
+	"context"
+
+	"github.com/stratalog/strata/raftfsm"
+
+	pb "github.com/stratalog/strata/proto/strata/v1"
+)
+
+// CreateTopics creates topics (each item succeeds or fails on its own).
+func (s *service) CreateTopics(ctx context.Context, req *pb.CreateTopicsRequest) (*pb.CreateTopicsResponse, error) {
+	return wrap(s.c.createTopics(ctx, req))
+}
+
+func (c *Controller) createTopics(ctx context.Context, req *pb.CreateTopicsRequest) (*pb.CreateTopicsResponse, error) {
+	resp := &pb.CreateTopicsResponse{}
+	err := c.submit(ctx, func(_ *activeState, t *txn) error {
+		resp.Topics = resp.Topics[:0]
+		start, n := t.mark()
+		seen := map[string]int{}
+		for _, ct := range req.GetTopics() {
+			seen[ct.GetName()]++
+		}
+		for _, ct := range req.GetTopics() {
+			r := &pb.CreateTopicResult{Name: ct.GetName()}
+			resp.Topics = append(resp.Topics, r)
+			if seen[ct.GetName()] > 1 {
+				r.ErrorCode, r.ErrorMessage = itemError(errorf(pb.ErrorCode_INVALID_REQUEST, "topic %q named more than once", ct.GetName()))
+				continue
+			}
+			img, k := t.mark()
+			created, err := decideCreateTopic(t, ct, newTopicID())
+			if err != nil {
+				t.rollback(img, k)
+				r.ErrorCode, r.ErrorMessage = itemError(err)
+				continue
+			}
+			r.TopicId = created.id.Bytes()
+			r.NumPartitions = created.partitions
+			r.ReplicationFactor = created.rf
+			r.Configs = created.configs
+		}
+		if req.GetValidateOnly() {
+			t.rollback(start, n)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// DeleteTopics deletes topics by name or id; the topic id goes with them, so
+// a topic re-created under the same name is a new topic.
+func (s *service) DeleteTopics(ctx context.Context, req *pb.DeleteTopicsRequest) (*pb.DeleteTopicsResponse, error) {
+	return wrap(s.c.deleteTopics(ctx, req))
+}
+
+func (c *Controller) deleteTopics(ctx context.Context, req *pb.DeleteTopicsRequest) (*pb.DeleteTopicsResponse, error) {
+	resp := &pb.DeleteTopicsResponse{}
+	err := c.submit(ctx, func(_ *activeState, t *txn) error {
+		resp.Topics = resp.Topics[:0]
+		for _, item := range req.GetTopics() {
+			r := &pb.DeleteTopicResult{Name: item.GetName(), TopicId: item.GetTopicId()}
+			resp.Topics = append(resp.Topics, r)
+			img, k := t.mark()
+			tp, err := decideDeleteTopic(t, item)
+			if err != nil {
+				t.rollback(img, k)
+				r.ErrorCode, r.ErrorMessage = itemError(err)
+				continue
+			}
+			r.Name, r.TopicId = tp.Name(), tp.ID().Bytes()
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// CreatePartitions grows topics; partitions never shrink.
+func (s *service) CreatePartitions(ctx context.Context, req *pb.CreatePartitionsRequest) (*pb.CreatePartitionsResponse, error) {
+	return wrap(s.c.createPartitions(ctx, req))
+}
+
+func (c *Controller) createPartitions(ctx context.Context, req *pb.CreatePartitionsRequest) (*pb.CreatePartitionsResponse, error) {
+	resp := &pb.CreatePartitionsResponse{}
+	err := c.submit(ctx, func(_ *activeState, t *txn) error {
+		resp.Topics = resp.Topics[:0]
+		start, n := t.mark()
+		seen := map[string]int{}
+		for _, ct := range req.GetTopics() {
+			seen[ct.GetName()]++
+		}
+		for _, ct := range req.GetTopics() {
+			r := &pb.CreatePartitionsTopicResult{Name: ct.GetName()}
+			resp.Topics = append(resp.Topics, r)
+			if seen[ct.GetName()] > 1 {
+				r.ErrorCode, r.ErrorMessage = itemError(errorf(pb.ErrorCode_INVALID_REQUEST, "topic %q named more than once", ct.GetName()))
+				continue
+			}
+			img, k := t.mark()
+			if err := decideCreatePartitions(t, ct); err != nil {
+				t.rollback(img, k)
+				r.ErrorCode, r.ErrorMessage = itemError(err)
+			}
+		}
+		if req.GetValidateOnly() {
+			t.rollback(start, n)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// topicIDOf parses a request's topic id bytes.
+func topicIDOf(b []byte) (raftfsm.TopicID, error) {
+	id, err := raftfsm.TopicIDFromBytes(b)
+	if err != nil {
+		return id, errorf(pb.ErrorCode_INVALID_REQUEST, "%v", err)
+	}
+	return id, nil
+}
