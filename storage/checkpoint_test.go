@@ -252,3 +252,35 @@ func TestCheckpointKilledMidWrite(t *testing.T) {
 		t.Logf("round %d: generation %s survived", round, strconv.FormatInt(gen, 10))
 	}
 }
+
+// FuzzReadOffsetCheckpoint: any file content either fails with
+// ErrCorruptCheckpoint or reads as a map that writes back and reads again
+// identically. It never panics.
+func FuzzReadOffsetCheckpoint(f *testing.F) {
+	f.Add([]byte("0\n2\norders 0 1200\norders 1 977\n"))
+	f.Add([]byte("0\n0\n"))
+	f.Add([]byte("0\n1\na 0 -1"))
+	f.Add([]byte("1\n1\na 0 1\n"))
+	f.Add([]byte("0\n1\na  0\t1\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "cp")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ReadOffsetCheckpoint(path)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptCheckpoint) {
+				t.Fatalf("error not marked corrupt: %v", err)
+			}
+			return
+		}
+		if err := WriteOffsetCheckpoint(path, m); err != nil {
+			t.Fatalf("a map that read back does not write: %v", err)
+		}
+		again, err := ReadOffsetCheckpoint(path)
+		if err != nil || !reflect.DeepEqual(again, m) {
+			t.Fatalf("round trip: %v, %v; want %v", again, err, m)
+		}
+	})
+}

@@ -299,3 +299,40 @@ func TestLeaderEpochCacheConcurrent(t *testing.T) {
 		t.Fatalf("latest %v %v", l, ok)
 	}
 }
+
+// FuzzOpenLeaderEpochCache: any file content either fails with
+// ErrCorruptCheckpoint or opens as a strictly increasing cache whose answers
+// are consistent. It never panics.
+func FuzzOpenLeaderEpochCache(f *testing.F) {
+	f.Add([]byte("0\n3\n0 0\n2 1200\n5 3000\n"), int32(3), int64(4000))
+	f.Add([]byte("0\n0\n"), int32(0), int64(0))
+	f.Add([]byte("0\n2\n2 0\n1 5\n"), int32(1), int64(9))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, req int32, leo int64) {
+		path := filepath.Join(dir, "leader-epoch-checkpoint")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := OpenLeaderEpochCache(path)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptCheckpoint) {
+				t.Fatalf("error not marked corrupt: %v", err)
+			}
+			return
+		}
+		es := c.Entries()
+		for i := 1; i < len(es); i++ {
+			if es[i].Epoch <= es[i-1].Epoch || es[i].StartOffset <= es[i-1].StartOffset {
+				t.Fatalf("entries not increasing: %v", es)
+			}
+		}
+		epoch, end := c.EndOffsetFor(req, leo)
+		if epoch == UndefinedEpoch {
+			if end != UndefinedEpochOffset {
+				t.Fatalf("EndOffsetFor(%d) = %d,%d", req, epoch, end)
+			}
+		} else if epoch > req {
+			t.Fatalf("EndOffsetFor(%d) answered a later epoch %d", req, epoch)
+		}
+	})
+}

@@ -303,3 +303,37 @@ func TestTimeIndexConcurrentReaders(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 }
+
+// FuzzTimeIndexFile: any file content opens without panicking; when
+// SanityCheck passes, Lookup agrees with a linear scan.
+func FuzzTimeIndexFile(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1}, int64(7))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, int64(7))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, target int64) {
+		path := filepath.Join(dir, "0.timeindex")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		x, err := OpenTimeIndex(path, 10, 96, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		ts, off := x.Lookup(target)
+		if x.SanityCheck() == nil {
+			wantTs, wantOff := NoTimestamp, int64(10)
+			for i := 0; i < x.Entries(); i++ {
+				if s, o := x.Entry(i); s <= target {
+					wantTs, wantOff = s, o
+				}
+			}
+			if ts != wantTs || off != wantOff {
+				t.Fatalf("Lookup(%d) = %d,%d; scan says %d,%d", target, ts, off, wantTs, wantOff)
+			}
+		}
+		x.LastEntry()
+		x.TruncateTo(target)
+		_ = x.MaybeAppend(target, 20)
+	})
+}
