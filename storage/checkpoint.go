@@ -50,9 +50,10 @@ var syncFile = (*os.File).Sync
 
 // WriteCheckpointFile atomically replaces the checkpoint at path with the
 // given version and entry lines (see the layout above). A line must not
-// contain '\n' or '\r'. When it returns nil the new content is durable; when
+// contain '\n' or '\r'. When it returns nil the new content is durable. When
 // it returns an error the file at path is unchanged (the old content, or
-// still missing).
+// still missing) — except when only the final directory fsync failed: then
+// the new content is in place but its rename may not survive a power loss.
 func WriteCheckpointFile(path string, version int, lines []string) error {
 	var buf bytes.Buffer
 	buf.WriteString(strconv.Itoa(version))
