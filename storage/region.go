@@ -495,23 +495,31 @@ func streamSocket(w io.Writer) syscall.RawConn {
 // copyChunk is the buffer size of the copying path.
 const copyChunk = 256 << 10
 
-// copyRange copies [pos, pos+n) of f to w through a pooled buffer.
+// copyRange copies [pos, pos+n) of f to w through a pooled buffer. If f ends
+// early, the bytes before its end are written and the error wraps
+// io.ErrUnexpectedEOF, as with sendfile.
 func copyRange(w io.Writer, f *os.File, pos, n int64) (int64, error) {
 	buf := GetBuffer(int(min(n, copyChunk)))
 	defer PutBuffer(buf)
 	var written int64
 	for written < n {
 		chunk := buf[:min(n-written, int64(len(buf)))]
-		if _, err := f.ReadAt(chunk, pos+written); err != nil {
-			return written, err
+		k, rerr := f.ReadAt(chunk, pos+written)
+		if k > 0 {
+			m, err := w.Write(chunk[:k])
+			written += int64(m)
+			if err != nil {
+				return written, err
+			}
+			if m < k {
+				return written, io.ErrShortWrite
+			}
 		}
-		m, err := w.Write(chunk)
-		written += int64(m)
-		if err != nil {
-			return written, err
+		if rerr == io.EOF {
+			return written, io.ErrUnexpectedEOF
 		}
-		if m < len(chunk) {
-			return written, io.ErrShortWrite
+		if rerr != nil {
+			return written, rerr
 		}
 	}
 	return written, nil

@@ -1,3 +1,5 @@
+//go:build linux
+
 package storage
 
 // Benchmarks of the read path. The target (DESIGN §7, the zero-copy issue):
