@@ -48,11 +48,14 @@ type OffsetIndex struct {
 
 // OpenOffsetIndex opens (creating it when writable) the offset index at path
 // for the segment starting at baseOffset. The number of entries is the file's
-// size / 8 (Close trims the file to its entries). A writable index's file is
-// extended to maxIndexSize rounded down to a multiple of 8; a read-only index
-// maps the file as it is and can not be appended to. After an unclean
-// shutdown the file may still be full length with a zero tail: call
-// SanityCheck and rebuild the index when it fails.
+// size / 8 (Close trims the file to its entries). A writable index holds up
+// to maxIndexSize rounded down to a multiple of 8 bytes of entries (more if
+// the existing file is larger); its file is extended to that size by the
+// first append, not by the open, so reopening a sealed segment's index
+// writable leaves its file alone. A read-only index maps the file as it is
+// and can not be appended to. After an unclean shutdown the file may still be
+// full length with a zero tail: call SanityCheck and rebuild the index when
+// it fails.
 func OpenOffsetIndex(path string, baseOffset int64, maxIndexSize int, writable bool) (*OffsetIndex, error) {
 	x := &OffsetIndex{}
 	if err := openMmapIndex(&x.mmapIndex, path, baseOffset, OffsetIndexEntrySize, maxIndexSize, writable); err != nil {

@@ -153,13 +153,16 @@ func TestOffsetIndexCloseTrimsAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fileSize(t, path); got != 4096 {
-		t.Fatalf("preallocated size %d", got)
+	if got := fileSize(t, path); got != 0 {
+		t.Fatalf("new index file has %d bytes before any append", got)
 	}
 	for i := int64(0); i < 7; i++ {
 		if err := x.Append(50+i*3, int32(i*10)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if got := fileSize(t, path); got != 4096 {
+		t.Fatalf("preallocated size %d", got)
 	}
 	if err := x.Close(); err != nil {
 		t.Fatal(err)
@@ -207,13 +210,14 @@ func TestOffsetIndexCloseTrimsAndReopens(t *testing.T) {
 		t.Fatalf("read-only close changed the size to %d", got)
 	}
 
-	// Writable again: extended to the max size, entries kept, appendable.
+	// Writable again: entries kept, the file untouched until an append
+	// extends it to the max size.
 	w, err := OpenOffsetIndex(path, 50, 4096, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if w.Entries() != 7 || w.MaxEntries() != 512 || fileSize(t, path) != 4096 {
+	if w.Entries() != 7 || w.MaxEntries() != 512 || fileSize(t, path) != 7*8 {
 		t.Fatalf("reopened: entries %d max %d size %d", w.Entries(), w.MaxEntries(), fileSize(t, path))
 	}
 	if err := w.SanityCheck(); err != nil {
@@ -221,6 +225,9 @@ func TestOffsetIndexCloseTrimsAndReopens(t *testing.T) {
 	}
 	if err := w.Append(80, 70); err != nil {
 		t.Fatal(err)
+	}
+	if got := fileSize(t, path); got != 4096 {
+		t.Fatalf("size after an append %d", got)
 	}
 	if off, pos := w.Lookup(1000); off != 80 || pos != 70 {
 		t.Fatalf("Lookup = %d,%d", off, pos)
@@ -338,7 +345,7 @@ func simulateCrash(t *testing.T, path string) string {
 }
 
 // After a crash the file is full length with a zero tail: SanityCheck fails,
-// Reset and a rebuild make it pass.
+// Reset and a rebuild make it pass. An index never appended to is left empty.
 func TestOffsetIndexCrashZeroTail(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 50, 127} {
 		x := openTestIndex(t, 1000, 128*8)
@@ -351,6 +358,13 @@ func TestOffsetIndexCrashZeroTail(t *testing.T) {
 		y, err := OpenOffsetIndex(crashed, 1000, 128*8, true)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if n == 0 {
+			if y.Entries() != 0 || y.SanityCheck() != nil {
+				t.Fatalf("never appended to: %d entries, %v", y.Entries(), y.SanityCheck())
+			}
+			y.Close()
+			continue
 		}
 		if y.Entries() != 128 {
 			t.Fatalf("n=%d: full-length file opened with %d entries", n, y.Entries())
@@ -368,6 +382,37 @@ func TestOffsetIndexCrashZeroTail(t *testing.T) {
 			t.Fatalf("n=%d: rebuilt: %v", n, err)
 		}
 		y.Close()
+	}
+}
+
+// Opening a cleanly closed index writable and crashing without appending
+// leaves a file that passes SanityCheck: no rebuild for sealed segments.
+func TestOffsetIndexCrashAfterReopenWithoutAppend(t *testing.T) {
+	x := openTestIndex(t, 0, 1024)
+	for i := int64(0); i < 5; i++ {
+		if err := x.Append(i*2, int32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	y, err := OpenOffsetIndex(x.Path(), 0, 1024, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	y.Lookup(5)
+	if err := y.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	z, err := OpenOffsetIndex(simulateCrash(t, y.Path()), 0, 1024, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	if z.Entries() != 5 || z.SanityCheck() != nil {
+		t.Fatalf("after crash: %d entries, %v", z.Entries(), z.SanityCheck())
 	}
 }
 

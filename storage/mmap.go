@@ -3,12 +3,16 @@ package storage
 // The memory-mapped file under both indexes (index.go, timeindex.go).
 //
 // An index file is an array of fixed-size entries. A writable index is
-// preallocated (sparse, by ftruncate) to its maximum size and mapped whole;
-// the number of valid entries lives in memory and the file is cut back to
-// entries*entrySize by TrimToValidSize and Close, so a cleanly closed file's
-// size says how many entries it holds (Kafka's rule). A file that is still
-// full length after a crash has a zeroed or stale tail: the index's
-// SanityCheck finds it and the log rebuilds the index.
+// mapped at its maximum size; the first append after open (or after a trim)
+// extends the file to that size (sparse, by ftruncate: Kafka's
+// preallocation). The number of valid entries lives in memory and the file is
+// cut back to entries*entrySize by TrimToValidSize and Close, so a cleanly
+// closed file's size says how many entries it holds (Kafka's rule). A file
+// that is still full length after a crash has a zeroed tail: the index's
+// SanityCheck finds it and the log rebuilds the index. Because the extension
+// waits for an append, opening a sealed segment's index writable leaves its
+// file as it is, and a crash leaves full-length files only for the indexes
+// written since they were opened.
 //
 //	file:    | entry 0 | entry 1 | ... | entry n-1 | zeroes (preallocated) ... |
 //	         0                             n*entrySize                   mapLen
@@ -85,10 +89,11 @@ type mmapIndex struct {
 	}
 }
 
-// openMmapIndex opens or creates the index file at path and maps it.
-// A writable index's file is extended to maxIndexSize rounded down to a
-// multiple of entrySize (or to the existing file's size if that is larger,
-// so no entry is lost); a read-only index maps the file as it is.
+// openMmapIndex opens or creates the index file at path and maps it. A
+// writable index is mapped at maxIndexSize rounded down to a multiple of
+// entrySize (or at the existing file's size if that is larger, so no entry is
+// lost), the file itself left as it is until the first append; a read-only
+// index maps the file as it is.
 func openMmapIndex(x *mmapIndex, path string, baseOffset int64, entrySize, maxIndexSize int, writable bool) error {
 	x.baseOffset = baseOffset
 	x.entrySize = entrySize
@@ -126,12 +131,6 @@ func openMmapIndex(x *mmapIndex, path string, baseOffset int64, entrySize, maxIn
 		if mapLen > int64(maxInt32Entries)*int64(entrySize) {
 			mapLen = int64(maxInt32Entries) * int64(entrySize)
 		}
-		if mapLen != size {
-			if err := f.Truncate(mapLen); err != nil {
-				f.Close()
-				return fmt.Errorf("storage: preallocate index %s: %w", path, err)
-			}
-		}
 	}
 	if mapLen > 0 {
 		x.data, err = unix.Mmap(int(f.Fd()), 0, int(mapLen), prot, unix.MAP_SHARED)
@@ -144,10 +143,7 @@ func openMmapIndex(x *mmapIndex, path string, baseOffset int64, entrySize, maxIn
 	x.entries.Store(valid / int64(entrySize))
 	x.file = f
 	x.mu.open = true
-	x.mu.fileSize = mapLen
-	if !writable {
-		x.mu.fileSize = size
-	}
+	x.mu.fileSize = size
 	x.badSize.Store(size%int64(entrySize) != 0)
 	return nil
 }
@@ -235,7 +231,8 @@ func (x *mmapIndex) Entries() int { return int(x.entries.Load()) }
 func (x *mmapIndex) MaxEntries() int { return x.maxEntries }
 
 // beginAppendLocked checks that slot n can be written and makes sure the file
-// covers it (TrimToValidSize may have cut the file below the mapping).
+// covers it: the file is extended to the mapping's length the first time an
+// append needs it after open or after TrimToValidSize.
 func (x *mmapIndex) beginAppendLocked(n int) error {
 	if !x.mu.open {
 		return fmt.Errorf("%w: index %s", ErrClosed, x.Path())
@@ -249,7 +246,7 @@ func (x *mmapIndex) beginAppendLocked(n int) error {
 	if end := int64(n+1) * int64(x.entrySize); end > x.mu.fileSize {
 		full := int64(len(x.data))
 		if err := x.file.Truncate(full); err != nil {
-			return fmt.Errorf("storage: extend index %s: %w", x.Path(), err)
+			return fmt.Errorf("storage: preallocate index %s: %w", x.Path(), err)
 		}
 		x.mu.fileSize = full
 	}
