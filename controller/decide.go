@@ -38,6 +38,21 @@ func (t *txn) add(r *pb.MetadataRecord) error {
 	return nil
 }
 
+// addAll applies recs as one batch (one image copy, however many records
+// touch the same topic) and keeps them; all or none.
+func (t *txn) addAll(recs []*pb.MetadataRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	img, err := raftfsm.ReplayRecords(t.img, t.img.Offset()+1, recs)
+	if err != nil {
+		return errorf(pb.ErrorCode_UNKNOWN_SERVER_ERROR, "controller decision rejected by the state machine: %v", err)
+	}
+	t.img = img
+	t.recs = append(t.recs, recs...)
+	return nil
+}
+
 // mark and rollback let a multi-item request drop one item's records.
 func (t *txn) mark() (*raftfsm.Image, int) { return t.img, len(t.recs) }
 func (t *txn) rollback(img *raftfsm.Image, n int) {

@@ -135,12 +135,7 @@ func moveAway(t *txn, id int32, keepIfNone bool) error {
 			changes = append(changes, r)
 		}
 	})
-	for _, r := range changes {
-		if err := t.add(r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.addAll(changes)
 }
 
 // electLeaderless elects a leader for every leaderless partition that match
@@ -157,12 +152,7 @@ func electLeaderless(t *txn, match func(p *raftfsm.Partition) bool) error {
 			changes = append(changes, r)
 		}
 	})
-	for _, r := range changes {
-		if err := t.add(r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.addAll(changes)
 }
 
 // ledBy counts the partitions broker id leads, and how many of them have

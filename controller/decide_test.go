@@ -56,9 +56,9 @@ func TestDecisionsDataDriven(t *testing.T) {
 type ddBlock struct {
 	comments []string // blank and # lines before the command
 	cmd      string
-	input  []string
-	output []string
-	line   int
+	input    []string
+	output   []string
+	line     int
 }
 
 func parseDD(t *testing.T, path string) []*ddBlock {

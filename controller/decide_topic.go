@@ -131,14 +131,13 @@ func decideCreateTopic(t *txn, ct *pb.CreatableTopic, id raftfsm.TopicID) (*crea
 	if img.TopicByID(id) != nil {
 		return nil, errorf(pb.ErrorCode_UNKNOWN_SERVER_ERROR, "topic id %s in use", id)
 	}
-	if err := t.add(&pb.MetadataRecord{Record: &pb.MetadataRecord_Topic{Topic: &pb.TopicRecord{
-		Name: name, TopicId: id.Bytes(), Configs: maps.Clone(ct.GetConfigs())}}}); err != nil {
-		return nil, err
-	}
+	recs := []*pb.MetadataRecord{{Record: &pb.MetadataRecord_Topic{Topic: &pb.TopicRecord{
+		Name: name, TopicId: id.Bytes(), Configs: maps.Clone(ct.GetConfigs())}}}}
 	for i, reps := range assign {
-		if err := t.add(newPartitionRecord(t.img, id, int32(i), reps)); err != nil {
-			return nil, err
-		}
+		recs = append(recs, newPartitionRecord(img, id, int32(i), reps))
+	}
+	if err := t.addAll(recs); err != nil {
+		return nil, err
 	}
 	return &createdTopic{id: id, partitions: np, rf: rf, configs: effectiveTopicConfigs(t.img, t.img.Topic(name))}, nil
 }
@@ -242,12 +241,11 @@ func decideCreatePartitions(t *txn, ct *pb.CreatePartitionsTopic) error {
 			return err
 		}
 	}
+	recs := make([]*pb.MetadataRecord, 0, len(assign))
 	for i, reps := range assign {
-		if err := t.add(newPartitionRecord(t.img, tp.ID(), cur+int32(i), reps)); err != nil {
-			return err
-		}
+		recs = append(recs, newPartitionRecord(t.img, tp.ID(), cur+int32(i), reps))
 	}
-	return nil
+	return t.addAll(recs)
 }
 
 // effectiveTopicConfigs is every topic key's effective value for tp.

@@ -122,6 +122,9 @@ func openRaftNode(cfg *Config, fsm raft.FSM, stream raft.StreamLayer, notify cha
 	rc.TrailingLogs = cfg.Snapshots.Trailing
 	rc.Logger = hl
 	rc.NoLegacyTelemetry = true
+	// The event loop proposes a round of entries back to back: a buffered
+	// apply channel lets the leader write them with one fsync.
+	rc.BatchApplyCh = true
 	rc.NotifyCh = notify
 	if err := raft.ValidateConfig(rc); err != nil {
 		trans.Close()
