@@ -22,9 +22,10 @@ import (
 // working image (the committed image plus the records of the ops before it in
 // the round), proposes each op's records as one Raft entry (raft.Apply
 // pipelines them), then waits for the entries in order and answers each op
-// only after its entry is committed and applied. If an entry fails (leadership
-// lost), it and every later op of the round fail with NOT_CONTROLLER, and the
-// next round starts again from the committed image.
+// only after its entry is committed and applied. If leadership is lost, the
+// round's entries fail with NOT_CONTROLLER, and the next round (on the next
+// leader) starts again from the committed image. Raft writes a round's
+// entries with one fsync (BatchApplyCh), so concurrent requests share it.
 
 // op is one request to the active controller.
 type op struct {
@@ -196,6 +197,11 @@ func (c *Controller) checkLeadership(a *activeState) *activeState {
 
 // process runs one round (see the top of this file). It returns false when
 // an entry failed because this node is no longer the leader.
+//
+// If an entry fails, later entries of the round may still commit: each op
+// with an entry is answered by its own entry's outcome. The state machine
+// checks every record, so an entry built on a failed one is rejected whole
+// rather than applied half-right.
 func (c *Controller) process(a *activeState, round []*op) bool {
 	t := newTxn(c.fsm.Image())
 	for _, o := range round {
@@ -221,13 +227,16 @@ func (c *Controller) process(a *activeState, round []*op) bool {
 		}
 		o.fut = c.node.raft.Apply(data, c.applyTimeout(o.ctx))
 	}
+	// Answer in order. An op without records that follows a failed entry
+	// decided on records that never committed: it gets that failure. An op
+	// with its own entry gets that entry's outcome.
 	ok := true
 	var failed error
 	for _, o := range round {
 		switch {
 		case o.err != nil:
 			o.res <- o.err
-		case failed != nil:
+		case o.fut == nil && failed != nil:
 			o.res <- failed
 		case o.fut == nil:
 			if o.committed != nil {
