@@ -25,7 +25,7 @@ func main() {
 
 func run(dir string) error {
 	cfg := storage.DefaultConfig()
-	cfg.SegmentBytes = 4096 // small, so the sample has several segments
+	cfg.SegmentBytes = 1024 // small, so the sample has several segments
 	cfg.IndexIntervalBytes = 512
 	l, err := storage.Open(dir, cfg, storage.OpenOptions{})
 	if err != nil {
