@@ -135,11 +135,20 @@ func TestLeaderKilledNewActiveAcceptsWrites(t *testing.T) {
 }
 
 func TestPartitionedMinorityCannotCommit(t *testing.T) {
+	t.Run("cut", func(t *testing.T) { testMinority(t, false) })
+	t.Run("blackhole", func(t *testing.T) { testMinority(t, true) })
+}
+
+func testMinority(t *testing.T, blackhole bool) {
 	c := controllertest.NewCluster(t, controllertest.Options{})
 	a := c.MustActive()
 	startBrokers(t, c, 1)
 	createTopic(t, c, "base", 1, 1)
-	c.Net.Isolate(c.Addrs[a], c.Addrs)
+	if blackhole {
+		c.Net.Blackhole([]string{c.Addrs[a]}, c.Addrs)
+	} else {
+		c.Net.Isolate(c.Addrs[a], c.Addrs)
+	}
 	// The isolated leader can not commit: the request fails (NOT_CONTROLLER
 	// once its lease runs out, or its deadline).
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -26,12 +26,18 @@ func mkLink(a, b string) link {
 }
 
 // Network hands out dialers that honour cut links. Nodes are named by their
-// listen address. A cut link refuses new dials in both directions and closes
-// the connections already open across it.
+// listen address. Two ways to cut a link, in both directions:
+//
+//   - Cut: new dials are refused and the connections open across it are
+//     closed (a crashed peer, a reset).
+//   - Blackhole: dials succeed and connections stay open, but every byte
+//     either way is silently dropped (a partition: the other side only
+//     learns from timeouts).
 type Network struct {
 	mu struct {
 		sync.Mutex
 		cut   map[link]bool
+		hole  map[link]bool
 		conns map[link]map[*trackedConn]struct{}
 	}
 }
@@ -40,8 +46,28 @@ type Network struct {
 func NewNetwork() *Network {
 	n := &Network{}
 	n.mu.cut = map[link]bool{}
+	n.mu.hole = map[link]bool{}
 	n.mu.conns = map[link]map[*trackedConn]struct{}{}
 	return n
+}
+
+// Blackhole drops all traffic between every node of a and every node of b.
+func (n *Network) Blackhole(a, b []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, x := range a {
+		for _, y := range b {
+			if x != y {
+				n.mu.hole[mkLink(x, y)] = true
+			}
+		}
+	}
+}
+
+func (n *Network) holed(l link) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.hole[l]
 }
 
 // Dialer returns the dialer for the node listening on from.
@@ -99,11 +125,24 @@ func (n *Network) Cut(a, b []string) {
 // Isolate cuts node from every other node in all.
 func (n *Network) Isolate(node string, all []string) { n.Cut([]string{node}, all) }
 
-// HealAll restores every link.
+// HealAll restores every link. Connections that crossed a blackhole are
+// closed: bytes were lost mid-stream, so they can not carry on (as TCP would
+// have given up on them during a long partition).
 func (n *Network) HealAll() {
+	var toClose []*trackedConn
 	n.mu.Lock()
+	for l := range n.mu.hole {
+		for c := range n.mu.conns[l] {
+			toClose = append(toClose, c)
+		}
+		delete(n.mu.conns, l)
+	}
 	n.mu.cut = map[link]bool{}
+	n.mu.hole = map[link]bool{}
 	n.mu.Unlock()
+	for _, c := range toClose {
+		c.Conn.Close()
+	}
 }
 
 type trackedConn struct {
@@ -111,6 +150,28 @@ type trackedConn struct {
 	n    *Network
 	l    link
 	once sync.Once
+}
+
+// Write drops p on a blackholed link (reporting success, as a kernel would).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.n.holed(c.l) {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Read drops what arrives on a blackholed link and keeps waiting.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if n > 0 && c.n.holed(c.l) {
+			if err != nil {
+				return 0, err
+			}
+			continue
+		}
+		return n, err
+	}
 }
 
 func (c *trackedConn) Close() error {
