@@ -24,6 +24,10 @@ func TestFetchMetadataReplay(t *testing.T) {
 	f := (a + 1) % c.Size()
 	cl := c.Client(f)
 	ctx := ctxT(t, 20*time.Second)
+	// The follower applies what the leader committed.
+	if _, err := c.Node(f).WaitForOffset(ctx, c.Node(a).Image().Offset()); err != nil {
+		t.Fatal(err)
+	}
 
 	img := raftfsm.NewImage()
 	fetch := func(wait int32) *pb.FetchMetadataResponse {
@@ -50,15 +54,18 @@ func TestFetchMetadataReplay(t *testing.T) {
 		}
 	}
 	// A long poll waits for the next write.
-	done := make(chan *pb.FetchMetadataResponse)
+	done := make(chan *pb.FetchMetadataResponse, 1)
 	go func() {
-		r, _ := cl.FetchMetadata(ctx, &pb.FetchMetadataRequest{BrokerId: 1, FromOffset: img.Offset() + 1, MaxWaitMs: 5000})
+		r, err := cl.FetchMetadata(ctx, &pb.FetchMetadataRequest{BrokerId: 1, FromOffset: img.Offset() + 1, MaxWaitMs: 5000})
+		if err != nil {
+			t.Error(err)
+		}
 		done <- r
 	}()
 	time.Sleep(100 * time.Millisecond)
 	select {
-	case <-done:
-		t.Fatal("long poll answered before any write")
+	case r := <-done:
+		t.Fatalf("long poll from %d answered before any write: %v", img.Offset()+1, r)
 	default:
 	}
 	start := time.Now()
