@@ -35,6 +35,7 @@ import (
 //	rename old segments .deleted              crash: as above
 //	rename .swap to <base>.log, reopen        crash: .deleted removed at open
 type CompactResult struct {
+	Skipped        bool  // nothing new to clean since the last pass
 	Groups         int   // segment groups rewritten
 	RecordsBefore  int64 // records read in the cleanable range
 	RecordsAfter   int64 // records kept
@@ -55,23 +56,51 @@ func (l *Log) Compact() (CompactResult, error) {
 	}
 	cfg := l.mu.cfg
 	segs := l.segments()
+	gen := l.mu.truncations
+	now := l.now().UnixMilli()
+	end := segs[len(segs)-1].base
+	if end == l.mu.cleanedUpTo && now < l.mu.nextHorizon && gen == l.mu.cleanedGen {
+		l.mu.Unlock()
+		res.Skipped = true
+		return res, nil
+	}
 	l.mu.Unlock()
 	if !cfg.Compact || len(segs) < 2 {
 		return res, nil
 	}
 	sealed := segs[:len(segs)-1]
 	latest, err := buildOffsetMap(sealed, l.LogStartOffset())
+	if errors.Is(err, ErrSegmentDeleted) {
+		return res, nil // retention or truncation got there first; the next pass retries
+	}
 	if err != nil {
 		return res, err
 	}
-	now := l.now().UnixMilli()
+	pass := cleanPass{latest: latest, cfg: cfg, now: now, gen: gen, nextHorizon: math.MaxInt64}
 	for _, group := range groupSegments(sealed, cfg) {
-		if err := l.cleanGroup(group, latest, cfg, now, &res); err != nil {
+		err := l.cleanGroup(group, &pass, &res)
+		if errors.Is(err, ErrSegmentDeleted) {
+			return res, nil
+		}
+		if err != nil {
 			return res, err
 		}
-		res.Groups++
 	}
+	l.mu.Lock()
+	if l.mu.truncations == gen {
+		l.mu.cleanedUpTo, l.mu.nextHorizon, l.mu.cleanedGen = end, pass.nextHorizon, gen
+	}
+	l.mu.Unlock()
 	return res, nil
+}
+
+// cleanPass is what one compaction pass shares across its groups.
+type cleanPass struct {
+	latest      map[string]int64 // key -> its last offset in the cleanable range
+	cfg         Config
+	now         int64
+	gen         uint64 // the log's truncation count when the pass began
+	nextHorizon int64  // earliest delete horizon of a tombstone kept so far
 }
 
 // buildOffsetMap maps every key in segs to its last offset.
@@ -164,7 +193,8 @@ func deleteHorizonOf(b record.Batch) (int64, bool) {
 }
 
 // cleanGroup rewrites one group into <base>.log.cleaned and swaps it in.
-func (l *Log) cleanGroup(group []*segment, latest map[string]int64, cfg Config, now int64, res *CompactResult) error {
+func (l *Log) cleanGroup(group []*segment, pass *cleanPass, res *CompactResult) error {
+	latest, cfg, now := pass.latest, pass.cfg, pass.now
 	base := group[0].base
 	cleanedPath := filepath.Join(l.dir, SegmentFileName(base, LogFileSuffix+CleanedFileSuffix))
 	out, err := os.OpenFile(cleanedPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -181,6 +211,7 @@ func (l *Log) cleanGroup(group []*segment, latest map[string]int64, cfg Config, 
 		builder record.Builder
 		headers []record.Header
 		pending []byte // the group's last batch so far, if it was dropped whole
+		changed bool   // some batch was rebuilt or dropped
 	)
 	write := func(b []byte) error {
 		if _, err := out.Write(b); err != nil {
@@ -230,14 +261,18 @@ func (l *Log) cleanGroup(group []*segment, latest map[string]int64, cfg Config, 
 		// A batch keeping tombstones carries a delete horizon: the one it has,
 		// or now+delete.retention.ms the first time a pass keeps them.
 		stampHorizon := tombstones > 0 && !hasHorizon
+		if stampHorizon {
+			horizon = now + cfg.DeleteRetentionMs
+		}
+		if tombstones > 0 {
+			pass.nextHorizon = min(pass.nextHorizon, horizon)
+		}
 		if keep == total && !stampHorizon {
 			return write(b)
 		}
+		changed = true
 		builder.Reset(record.OptionsOf(b))
 		if tombstones > 0 {
-			if stampHorizon {
-				horizon = now + cfg.DeleteRetentionMs
-			}
 			if err := builder.SetDeleteHorizon(horizon); err != nil {
 				return err
 			}
@@ -279,6 +314,10 @@ func (l *Log) cleanGroup(group []*segment, latest map[string]int64, cfg Config, 
 	if err != nil {
 		return abort(err)
 	}
+	if !changed {
+		return abort(nil) // every batch stays as it is: nothing to swap
+	}
+	res.Groups++
 	res.BytesAfter += written
 	if err := out.Sync(); err != nil {
 		return abort(fmt.Errorf("%w: compact: fsync: %v", ErrStorageFailed, err))
@@ -295,15 +334,23 @@ func (l *Log) cleanGroup(group []*segment, latest map[string]int64, cfg Config, 
 	if err := syncDir(l.dir); err != nil {
 		return err
 	}
-	return l.swapIn(group, swapPath)
+	return l.swapIn(group, swapPath, pass.gen)
 }
 
 // swapIn replaces group with the committed swap file under the writer lock.
-func (l *Log) swapIn(group []*segment, swapPath string) error {
+func (l *Log) swapIn(group []*segment, swapPath string, gen uint64) error {
+	if l.beforeSwap != nil {
+		l.beforeSwap()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.writableLocked(); err != nil {
 		return err
+	}
+	if l.mu.truncations != gen {
+		// A truncation rewrote offsets the swap was built from.
+		os.Remove(swapPath)
+		return syncDir(l.dir)
 	}
 	segs := l.segments()
 	i := floorSegment(segs, group[0].base)

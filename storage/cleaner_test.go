@@ -121,15 +121,35 @@ func TestCompactKeepsLatestPerKey(t *testing.T) {
 	if l.LogEndOffset() != 120 {
 		t.Fatalf("log end %d after compaction", l.LogEndOffset())
 	}
-	// A second pass keeps everything.
+	after = readRecords(t, l)
+	// A second pass has nothing new to clean and is skipped.
 	res2, err := l.Compact()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res2.RecordsAfter != res2.RecordsBefore {
-		t.Fatalf("second pass removed records: %+v", res2)
+	if !res2.Skipped || res2.Groups != 0 {
+		t.Fatalf("second pass with nothing new: %+v", res2)
+	}
+	// New sealed data over new keys only: the pass runs (twice, the first
+	// also cleans what was active before), but groups it cannot shrink are
+	// not rewritten.
+	var res3 CompactResult
+	for round := range 2 {
+		for i := range 20 {
+			appendKeyed(t, l, record.CodecNone, fmt.Sprintf("fresh-%d-%d", round, i), "x")
+		}
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+		if res3, err = l.Compact(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res3.Skipped || res3.RecordsAfter != res3.RecordsBefore || res3.Groups != 0 {
+		t.Fatalf("a pass over already-compact data rewrote groups: %+v", res3)
 	}
 	// Reopen after compaction reads the same.
+	after = readRecords(t, l)
 	dir := l.Dir()
 	l.Close()
 	l2 := openTestLog(t, dir, compactConfig(), clock)
@@ -245,4 +265,33 @@ func TestCompactCrashSafety(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCompactSwapAbortedByTruncation truncates the log while a pass is
+// between writing a group and swapping it in: the swap must not bring the
+// truncated records back.
+func TestCompactSwapAbortedByTruncation(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), compactConfig(), newFakeClock())
+	for i := range 80 {
+		appendKeyed(t, l, record.CodecNone, fmt.Sprintf("k%d", i%3), fmt.Sprint(i))
+	}
+	l.beforeSwap = func() {
+		l.beforeSwap = nil
+		if _, err := l.TruncateTo(5); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := l.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if l.LogEndOffset() != 5 {
+		t.Fatalf("log end %d, want 5", l.LogEndOffset())
+	}
+	got := readRecords(t, l)
+	if len(got) != 5 || got[len(got)-1].offset != 4 {
+		t.Fatalf("after truncation during compaction: %v", got)
+	}
+	if files, _ := filepath.Glob(filepath.Join(l.Dir(), "*"+SwapFileSuffix)); len(files) != 0 {
+		t.Fatalf("swap files left: %v", files)
+	}
 }

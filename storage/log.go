@@ -49,12 +49,22 @@ type Log struct {
 		firstUnflushed    time.Time // zero when everything is flushed
 		werr              error     // sticky write error
 		closed            bool
-		cleanerCheckpoint int64 // offset below which the log is compacted
+		// Compaction's bookkeeping: truncations counts rewrites of existing
+		// offsets (a swap prepared before one is dropped); cleanedUpTo is the
+		// end of the sealed range the last full pass cleaned and nextHorizon
+		// the earliest delete horizon it left, so a pass with nothing to do
+		// is skipped.
+		truncations uint64
+		cleanedGen  uint64
+		cleanedUpTo int64
+		nextHorizon int64
 	}
 
 	flushMu sync.Mutex     // serializes fsyncs (never held with mu)
 	bg      sync.WaitGroup // async flushes and deletions
 	closing chan struct{}  // closed by Close
+
+	beforeSwap func() // test hook: runs before compaction swaps a group in
 }
 
 // OpenOptions are what the owner of a log knows about it from its checkpoints.
@@ -102,6 +112,7 @@ func Open(dir string, cfg Config, opts OpenOptions) (*Log, error) {
 		l.now = time.Now
 	}
 	l.mu.cfg = cfg
+	l.mu.cleanedUpTo = -1
 	epochs, err := OpenLeaderEpochCache(filepath.Join(dir, LeaderEpochCheckpointFile))
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ func (l *Log) TruncateTo(offset int64) (int64, error) {
 	if offset >= l.leo.Load() {
 		return l.leo.Load(), nil
 	}
+	l.mu.truncations++
 	segs := l.segments()
 	i := max(floorSegment(segs, offset), 0)
 	var keep []*segment
@@ -68,6 +69,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	if err := l.writableLocked(); err != nil {
 		return err
 	}
+	l.mu.truncations++
 	seg, err := createSegment(l.dir, offset, &l.mu.cfg, l.now())
 	segs := l.segments()
 	if err != nil {
