@@ -44,11 +44,11 @@ type Log struct {
 
 	mu struct {
 		sync.Mutex
-		cfg               Config
-		unflushedRecords  int64
-		firstUnflushed    time.Time // zero when everything is flushed
-		werr              error     // sticky write error
-		closed            bool
+		cfg              Config
+		unflushedRecords int64
+		firstUnflushed   time.Time // zero when everything is flushed
+		werr             error     // sticky write error
+		closed           bool
 		// Compaction's bookkeeping: truncations counts rewrites of existing
 		// offsets (a swap prepared before one is dropped); cleanedUpTo is the
 		// end of the sealed range the last full pass cleaned and nextHorizon
