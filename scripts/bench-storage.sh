@@ -13,8 +13,11 @@ bin=$(mktemp -d)/storage.test
 trap 'rm -rf "$(dirname "$bin")" "$DIR"/dd.out' EXIT
 go test -c -o "$bin" ./storage/
 
+# Each measurement starts with no dirty pages left by the one before (sync,
+# untimed), so neither side pays for the other's writeback.
 dd_mbps() {
   local out bytes secs
+  sync
   out=$(dd if=/dev/zero of="$DIR/dd.out" bs=1M count="$SIZE_MB" 2>&1 | tail -1)
   rm -f "$DIR/dd.out"
   bytes=$(echo "$out" | awk '{print $1}')
@@ -23,6 +26,7 @@ dd_mbps() {
 }
 
 bench_mbps() { # $1: sub-benchmark, $2: iterations
+  sync
   STRATA_BENCH_DIR="$DIR" "$bin" -test.run '^$' -test.bench "^BenchmarkAppend/$1\$" \
     -test.benchtime "$2x" -test.benchmem | awk '/MB\/s/ { for (i = 1; i <= NF; i++) if ($(i+1) == "MB/s") print $i }'
 }
