@@ -149,13 +149,18 @@ func testMinority(t *testing.T, blackhole bool) {
 	} else {
 		c.Net.Isolate(c.Addrs[a], c.Addrs)
 	}
-	// The isolated leader can not commit: the request fails (NOT_CONTROLLER
-	// once its lease runs out, or its deadline).
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// The isolated leader can not commit: the pending request fails with
+	// NOT_CONTROLLER when it steps down (its lease runs out), well before
+	// the request's own deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	start := time.Now()
 	resp, err := c.Client(a).CreateTopics(ctx, &pb.CreateTopicsRequest{Topics: []*pb.CreatableTopic{{Name: "minority", NumPartitions: 1, ReplicationFactor: 1}}})
 	cancel()
 	if err == nil && resp.GetTopics()[0].GetErrorCode() == pb.ErrorCode_NONE {
 		t.Fatal("an isolated leader committed a topic")
+	}
+	if codeOf(err) != pb.ErrorCode_NOT_CONTROLLER || time.Since(start) > 5*time.Second {
+		t.Fatalf("isolated leader answered %v after %v, want NOT_CONTROLLER promptly", err, time.Since(start))
 	}
 	// The majority elects a new active controller that commits.
 	var b int
