@@ -29,6 +29,7 @@ This one binary runs servers and drives the cluster.`,
 	}
 	root.AddCommand(
 		newDumpLogCmd(),
+		newServerCmd(),
 	)
 	return root
 }
