@@ -3,7 +3,6 @@ package controller_test
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -271,5 +270,3 @@ func TestSnapshotAndRestore(t *testing.T) {
 		return c.Node(follower).Image().NumTopics() == want
 	})
 }
-
-var _ = os.Getenv

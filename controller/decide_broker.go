@@ -154,21 +154,3 @@ func electLeaderless(t *txn, match func(p *raftfsm.Partition) bool) error {
 	})
 	return t.addAll(changes)
 }
-
-// ledBy counts the partitions broker id leads, and how many of them have
-// another eligible ISR member to move to.
-func ledBy(img *raftfsm.Image, id int32) (led, movable int) {
-	rangePartitions(img, func(_ *raftfsm.Topic, _ int32, p *raftfsm.Partition) {
-		if p.Leader != id {
-			return
-		}
-		led++
-		for _, r := range p.ISR {
-			if r != id && eligible(img, r) {
-				movable++
-				return
-			}
-		}
-	})
-	return led, movable
-}

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -256,5 +255,3 @@ func effectiveTopicConfigs(img *raftfsm.Image, tp *raftfsm.Topic) map[string]str
 	}
 	return out
 }
-
-var _ = fmt.Sprintf

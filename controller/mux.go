@@ -36,8 +36,6 @@ func DefaultDialer(ctx context.Context, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
-var errMuxClosed = errors.New("controller: listener closed")
-
 // mux splits one listener into a Raft stream layer and a gRPC listener by the
 // first byte of each accepted connection.
 type mux struct {

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -105,5 +104,3 @@ func readN(t *testing.T, c net.Conn, want string) {
 		t.Fatalf("read %q, want %q", buf, want)
 	}
 }
-
-var _ = context.Background

@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"context"
-
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
@@ -24,5 +22,3 @@ func wrap[T any](resp T, err error) (T, error) {
 	}
 	return resp, nil
 }
-
-var _ = context.Background

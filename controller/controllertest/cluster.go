@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -259,5 +258,3 @@ func (c *Cluster) Call(ctx context.Context, fn func(pb.ControllerServiceClient) 
 		}
 	}
 }
-
-var _ = io.EOF
