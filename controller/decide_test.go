@@ -33,6 +33,7 @@ import (
 //	broker ID [rack=R] [fenced] [shutdown]      register a broker (unfenced unless fenced)
 //	topic NAME [unclean] [id=N]                 create a topic; one input line per partition:
 //	  REPLICAS [isr=L] [leader=N] [adding=L] [removing=L]   (lists are comma-separated)
+//	register ID [rack=R]                        RegisterBroker decision (a new incarnation)
 //	fence ID | unfence ID | shutdown ID         broker lifecycle decisions
 //	place COUNT RF                              placement only (nothing applied)
 //	create NAME PARTITIONS RF [key=value...]    CreateTopics decision
@@ -233,6 +234,15 @@ func ddRun(t *testing.T, img *raftfsm.Image, b *ddBlock) ([]string, *raftfsm.Ima
 			err = tx.add(partitionRecord(id, int32(i), s))
 		}
 		return ddResult(tx, img, err, true, nil, false)
+	case "register":
+		id := ddAtoi(pos[0])
+		inc := make([]byte, 16)
+		inc[0], inc[1], inc[15] = 2, 2, byte(id) // another incarnation than "broker"'s
+		epoch := int64(1)
+		if old := tx.img.Broker(id); old != nil {
+			epoch = old.Epoch + 1
+		}
+		err = decideRegister(tx, &pb.RegisterBrokerRequest{BrokerId: id, IncarnationId: inc, Rack: kv["rack"]}, epoch)
 	case "fence":
 		err = decideFence(tx, ddAtoi(pos[0]))
 	case "unfence":
@@ -320,6 +330,9 @@ func fmtRecord(img *raftfsm.Image, r *pb.MetadataRecord) string {
 	}
 	list := func(l *pb.Int32List) string { return fmt.Sprint(l.GetValues()) }
 	switch x := r.Record.(type) {
+	case *pb.MetadataRecord_RegisterBroker:
+		x2 := x.RegisterBroker
+		return fmt.Sprintf("register-broker %d epoch=%d rack=%q fenced=%v", x2.GetBrokerId(), x2.GetBrokerEpoch(), x2.GetRack(), x2.GetFenced())
 	case *pb.MetadataRecord_FenceBroker:
 		return fmt.Sprintf("fence-broker %d", x.FenceBroker.GetBrokerId())
 	case *pb.MetadataRecord_UnfenceBroker:
