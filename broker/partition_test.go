@@ -1,0 +1,385 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratalog/strata/storage"
+	"github.com/stratalog/strata/storage/record"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// replica is one broker's copy of the partition under test.
+type replica struct {
+	id  int32
+	dir string
+	p   *Partition
+}
+
+type cluster struct {
+	t     *testing.T
+	clk   *clock
+	cfg   PartitionConfig
+	reps  map[int32]*replica
+	state PartitionState
+}
+
+func newCluster(t *testing.T, ids []int32, minISR int) *cluster {
+	c := &cluster{t: t, clk: &clock{t: time.Unix(1_700_000_000, 0)}, reps: map[int32]*replica{},
+		cfg: PartitionConfig{MinInsyncReplicas: minISR, ReplicaLagTimeMax: 10 * time.Second}}
+	for _, id := range ids {
+		r := &replica{id: id, dir: t.TempDir()}
+		c.open(r)
+		c.reps[id] = r
+	}
+	c.state = PartitionState{Topic: "t", Index: 0, Replicas: ids, ISR: slices.Clone(ids), Leader: ids[0], LeaderEpoch: 1, PartitionEpoch: 1}
+	c.apply()
+	return c
+}
+
+func (c *cluster) open(r *replica) {
+	cfg := storage.DefaultConfig()
+	cfg.RetentionMs = -1
+	l, err := storage.Open(r.dir, cfg, storage.OpenOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { l.Close() })
+	r.p = NewPartition(r.id, l, c.cfg, c.clk.now)
+}
+
+// apply pushes c.state to every live replica, as the metadata follower would.
+func (c *cluster) apply() {
+	for _, r := range c.reps {
+		if r.p == nil {
+			continue
+		}
+		var err error
+		if r.id == c.state.Leader {
+			_, err = r.p.MakeLeader(c.state)
+		} else {
+			_, err = r.p.MakeFollower(c.state)
+		}
+		if err != nil {
+			c.t.Fatalf("apply state to %d: %v", r.id, err)
+		}
+	}
+}
+
+// elect makes id the leader with a new leader epoch and the given ISR.
+func (c *cluster) elect(id int32, isr []int32) {
+	c.state.Leader = id
+	c.state.LeaderEpoch++
+	c.state.PartitionEpoch++
+	c.state.ISR = isr
+	c.apply()
+}
+
+// commit applies an ISR proposal as the controller would.
+func (c *cluster) commit(prop *ISRProposal) {
+	if prop == nil {
+		return
+	}
+	if prop.LeaderEpoch != c.state.LeaderEpoch || prop.PartitionEpoch != c.state.PartitionEpoch {
+		c.t.Fatalf("proposal under stale epochs %d/%d, current %d/%d", prop.LeaderEpoch, prop.PartitionEpoch, c.state.LeaderEpoch, c.state.PartitionEpoch)
+	}
+	c.state.ISR = prop.NewISR
+	c.state.PartitionEpoch++
+	st := c.state
+	leader := c.reps[c.state.Leader]
+	if err := leader.p.ProposalDone(&st); err != nil {
+		c.t.Fatal(err)
+	}
+	c.apply()
+}
+
+// produce appends n one-record batches "tag-i" on the leader.
+func (c *cluster) produce(tag string, n int, acks int) (storage.AppendInfo, error) {
+	b := record.NewBuilder(record.BatchOptions{})
+	var last storage.AppendInfo
+	for i := range n {
+		b.Reset(record.BatchOptions{})
+		b.Append(int64(i), nil, fmt.Appendf(nil, "%s-%d", tag, i), nil)
+		out, _ := b.Build()
+		info, err := c.reps[c.state.Leader].p.AppendAsLeader(bytes.Clone(out), acks)
+		if err != nil {
+			return info, err
+		}
+		last = info
+	}
+	return last, nil
+}
+
+// fetch runs one follower fetch round: the follower reads from its log end,
+// the leader records it, the follower appends and takes the HW.
+func (c *cluster) fetch(id int32) {
+	c.t.Helper()
+	f := c.reps[id]
+	leader := c.reps[c.state.Leader].p
+	off := f.p.Log().LogEndOffset()
+	_, prop, err := leader.UpdateFollowerFetch(id, off, 1)
+	if err != nil {
+		c.t.Fatalf("fetch by %d: %v", id, err)
+	}
+	res, err := leader.ReadForFetch(off, 1<<20, c.state.LeaderEpoch, id)
+	if err != nil {
+		c.t.Fatalf("fetch by %d: %v", id, err)
+	}
+	data, err := res.Region.Bytes(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	// Whole batches only.
+	n := 0
+	for n < len(data) {
+		b, err := record.Parse(data[n:])
+		if err != nil {
+			break
+		}
+		n += len(b)
+	}
+	if _, err := f.p.AppendAsFollower(data[:n], res.HighWatermark); err != nil {
+		c.t.Fatalf("follower %d append: %v", id, err)
+	}
+	c.commit(prop)
+}
+
+// values reads every record value of a replica's log.
+func values(t *testing.T, p *Partition) []string {
+	t.Helper()
+	var out []string
+	var it record.Iterator
+	l := p.Log()
+	for off := l.LogStartOffset(); off < l.LogEndOffset(); {
+		r, err := l.Read(off, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := r.Bytes(nil)
+		for len(data) > 0 {
+			b, err := record.Parse(data)
+			if err != nil {
+				break
+			}
+			it.Reset(b)
+			for it.Next() {
+				out = append(out, string(it.Record().Value))
+			}
+			off = b.NextOffset()
+			data = data[len(b):]
+		}
+	}
+	return out
+}
+
+func TestHighWatermarkFollowsISR(t *testing.T) {
+	c := newCluster(t, []int32{1, 2, 3}, 2)
+	info, err := c.produce("a", 3, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := c.reps[1].p
+	if done, _ := leader.CheckAcksAll(info.LastOffset + 1); done || leader.HighWatermark() != 0 {
+		t.Fatalf("HW %d before any follower fetched", leader.HighWatermark())
+	}
+	c.fetch(2)
+	if leader.HighWatermark() != 0 {
+		t.Fatalf("HW %d with follower 3 not yet fetched", leader.HighWatermark())
+	}
+	c.fetch(3)
+	// Both followers have LEO 3 after their fetch; the leader learns it at their next fetch.
+	c.fetch(2)
+	c.fetch(3)
+	if done, err := leader.CheckAcksAll(info.LastOffset + 1); !done || err != nil || leader.HighWatermark() != 3 {
+		t.Fatalf("acks=all after replication: done=%v err=%v hw=%d", done, err, leader.HighWatermark())
+	}
+	// A follower learns the HW at its next fetch.
+	c.fetch(2)
+	if c.reps[2].p.HighWatermark() != 3 {
+		t.Fatalf("follower HW %d, want 3", c.reps[2].p.HighWatermark())
+	}
+	// Consumers read only up to the HW.
+	c.produce("b", 2, 1)
+	res, err := leader.ReadForFetch(3, 1<<20, -1, -1)
+	if err != nil || res.Region.Len != 0 {
+		t.Fatalf("consumer read past the HW: %v, %d bytes", err, res.Region.Len)
+	}
+	res, err = leader.ReadForFetch(3, 1<<20, -1, 2)
+	if err != nil || res.Region.Len == 0 {
+		t.Fatalf("follower read up to the log end: %v, %d bytes", err, res.Region.Len)
+	}
+}
+
+func TestMinISRRefusesAndShrinkExpand(t *testing.T) {
+	c := newCluster(t, []int32{1, 2, 3}, 2)
+	leader := c.reps[1].p
+	c.produce("a", 2, -1)
+	c.fetch(2)
+	c.fetch(3)
+	// Follower 3 stops fetching; after replica.lag.time.max.ms it leaves the ISR.
+	c.clk.advance(5 * time.Second)
+	c.fetch(2)
+	if prop := leader.MaybeShrinkISR(); prop != nil {
+		t.Fatalf("shrink before the lag time: %v", prop.NewISR)
+	}
+	c.clk.advance(6 * time.Second)
+	c.fetch(2)
+	prop := leader.MaybeShrinkISR()
+	if prop == nil || !slices.Equal(prop.NewISR, []int32{1, 2}) {
+		t.Fatalf("shrink proposal %+v, want ISR [1 2]", prop)
+	}
+	c.commit(prop)
+	// With ISR {1,2} and min ISR 2, acks=all still works.
+	info, err := c.produce("b", 1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fetch(2)
+	c.fetch(2)
+	if done, err := leader.CheckAcksAll(info.LastOffset + 1); !done || err != nil {
+		t.Fatalf("acks=all with ISR {1,2}: %v %v", done, err)
+	}
+	// Follower 2 falls behind too: the ISR becomes {1} and acks=all is refused, nothing appended.
+	c.clk.advance(11 * time.Second)
+	c.commit(leader.MaybeShrinkISR())
+	if !slices.Equal(c.state.ISR, []int32{1}) {
+		t.Fatalf("ISR %v, want [1]", c.state.ISR)
+	}
+	leo := leader.Log().LogEndOffset()
+	if _, err := c.produce("c", 1, -1); !errors.Is(err, ErrNotEnoughReplicas) || !Retriable(err) {
+		t.Fatalf("acks=all below min ISR: %v", err)
+	}
+	if leader.Log().LogEndOffset() != leo {
+		t.Fatal("a refused acks=all produce appended records")
+	}
+	if _, err := c.produce("c", 1, 1); err != nil {
+		t.Fatalf("acks=1 below min ISR: %v", err)
+	}
+	if _, err := c.produce("c", 1, 2); !errors.Is(err, ErrInvalidRequiredAcks) {
+		t.Fatalf("acks=2: %v", err)
+	}
+	// Follower 3 resumes: it catches up and is proposed back into the ISR.
+	c.fetch(3)
+	c.fetch(3)
+	if !slices.Contains(c.state.ISR, 3) {
+		t.Fatalf("caught-up follower not back in the ISR: %v", c.state.ISR)
+	}
+	if got, want := values(t, c.reps[3].p), values(t, leader); !slices.Equal(got, want) {
+		t.Fatalf("follower 3 diverges: %v vs %v", got, want)
+	}
+}
+
+func TestLeaderEpochFencing(t *testing.T) {
+	c := newCluster(t, []int32{1, 2}, 1)
+	leader := c.reps[1].p
+	if _, err := leader.ReadForFetch(0, 100, 0, -1); !errors.Is(err, ErrFencedLeaderEpoch) {
+		t.Fatalf("old epoch: %v", err)
+	}
+	if _, err := leader.ReadForFetch(0, 100, 2, -1); !errors.Is(err, ErrUnknownLeaderEpoch) {
+		t.Fatalf("future epoch: %v", err)
+	}
+	if _, err := c.reps[2].p.ReadForFetch(0, 100, -1, -1); !errors.Is(err, ErrNotLeaderOrFollower) {
+		t.Fatalf("fetch from a follower: %v", err)
+	}
+	if _, err := c.reps[2].p.AppendAsLeader(nil, 1); !errors.Is(err, ErrNotLeaderOrFollower) {
+		t.Fatalf("produce to a follower: %v", err)
+	}
+	stale := c.state
+	stale.LeaderEpoch = 0
+	if _, err := leader.MakeLeader(stale); !errors.Is(err, ErrStaleState) {
+		t.Fatalf("stale state: %v", err)
+	}
+}
+
+// TestLeaderEpochPreventsLoss is KIP-101's first scenario: the follower has
+// a record the leader acknowledged but has not learned the HW for it; it
+// restarts. Truncating to its HW would lose the record once it becomes
+// leader; truncating by leader epoch keeps it.
+func TestLeaderEpochPreventsLoss(t *testing.T) {
+	c := newCluster(t, []int32{1, 2}, 1)
+	info, err := c.produce("m", 2, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.fetch(2) // the follower has both records
+	c.fetch(2) // the leader learns its LEO: HW 2, acknowledged
+	if done, _ := c.reps[1].p.CheckAcksAll(info.LastOffset + 1); !done {
+		t.Fatal("records not committed")
+	}
+	// Make the follower's HW lag on purpose: it restarts with HW 0.
+	f := c.reps[2]
+	f.p.Log().SetHighWatermark(0)
+	f.p.Log().Close()
+	c.open(f)
+	c.apply()
+	// On restart it asks the leader for the end of its latest epoch and truncates there.
+	e, end, err := c.reps[1].p.OffsetForLeaderEpoch(-1, f.p.LatestEpoch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.TruncateForLeaderEpoch(e, end); err != nil {
+		t.Fatal(err)
+	}
+	if f.p.Log().LogEndOffset() != 2 {
+		t.Fatalf("follower truncated to %d; the acknowledged records are gone", f.p.Log().LogEndOffset())
+	}
+	// The leader dies; the follower takes over and has both records.
+	c.reps[1].p.Log().Close()
+	c.reps[1].p = nil
+	c.elect(2, []int32{2})
+	if got := values(t, f.p); !slices.Equal(got, []string{"m-0", "m-1"}) {
+		t.Fatalf("new leader has %v", got)
+	}
+}
+
+// TestLeaderEpochPreventsDivergence is KIP-101's second scenario: both
+// replicas crash; the one that comes back first leads a new epoch and writes
+// a different record at an offset the other also has. The returning replica
+// truncates to where the epochs agree and then fetches, so no replica
+// diverges.
+func TestLeaderEpochPreventsDivergence(t *testing.T) {
+	c := newCluster(t, []int32{1, 2}, 1)
+	c.produce("m", 1, 1)
+	c.fetch(2) // both have m-0
+	// Replica 1 (leader) writes m-1 that never reaches 2, then both crash.
+	c.produce("old", 1, 1)
+	old := c.reps[1]
+	old.p.Log().Close()
+	old.p = nil
+	// 2 comes back first and leads epoch 2; it writes new-0 at offset 1.
+	c.elect(2, []int32{2})
+	c.produce("new", 1, 1)
+	// 1 returns as a follower: truncation by epoch drops its old-0 at offset 1.
+	c.open(old)
+	c.apply()
+	e, end, err := c.reps[2].p.OffsetForLeaderEpoch(-1, old.p.LatestEpoch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e != 1 || end != 1 {
+		t.Fatalf("leader says epoch %d ended at %d, want epoch 1 ending at 1", e, end)
+	}
+	if leo, err := old.p.TruncateForLeaderEpoch(e, end); err != nil || leo != 1 {
+		t.Fatalf("truncate: %d, %v", leo, err)
+	}
+	c.fetch(1)
+	if got, want := values(t, old.p), values(t, c.reps[2].p); !slices.Equal(got, want) || !slices.Equal(got, []string{"m-0", "new-0"}) {
+		t.Fatalf("replicas diverge: %v vs %v", got, want)
+	}
+}
