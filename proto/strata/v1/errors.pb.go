@@ -103,7 +103,47 @@ const (
 	// RemoveVoter of a node that does not vote.
 	ErrorCode_VOTER_NOT_FOUND ErrorCode = 30
 	// The broker is not available (fenced, not registered yet). Retriable.
-	ErrorCode_BROKER_NOT_AVAILABLE ErrorCode = 31 // Only add new codes here, at the end.
+	ErrorCode_BROKER_NOT_AVAILABLE ErrorCode = 31
+	// acks=all: the records were appended but the ISR shrank below
+	// min.insync.replicas before they were replicated (broker service). Retriable;
+	// a retry may duplicate them.
+	ErrorCode_NOT_ENOUGH_REPLICAS_AFTER_APPEND ErrorCode = 32
+	// A batch (or a plain-record request) is larger than max.message.bytes, or a
+	// request is larger than the broker accepts (broker service). Not retriable as is.
+	ErrorCode_MESSAGE_TOO_LARGE ErrorCode = 33
+	// A batch failed validation: CRC mismatch, bad magic, bad lengths (broker
+	// service). Nothing of the request's partition is appended.
+	ErrorCode_CORRUPT_MESSAGE ErrorCode = 34
+	// Produce acks is not 0, 1 or -1 (broker service).
+	ErrorCode_INVALID_REQUIRED_ACKS ErrorCode = 35
+	// The fetch or requested offset is outside [log start, log end] (or, for
+	// consumers, past the high watermark) (broker service).
+	ErrorCode_OFFSET_OUT_OF_RANGE ErrorCode = 36
+	// The partition has no leader at the moment (election under way) (broker
+	// service). Retriable.
+	ErrorCode_LEADER_NOT_AVAILABLE ErrorCode = 37
+	// ListOffsets: the new leader does not know its high watermark yet (broker
+	// service). Retriable.
+	ErrorCode_OFFSET_NOT_AVAILABLE ErrorCode = 38
+	// A record is refused by the topic's rules, e.g. no key on a compacted
+	// topic (broker service). Not retriable as is.
+	ErrorCode_INVALID_RECORD ErrorCode = 39
+	// A record's timestamp is outside the topic's allowed range (broker service).
+	ErrorCode_INVALID_TIMESTAMP ErrorCode = 40
+	// A batch uses a compression codec this broker does not support (broker service).
+	ErrorCode_UNSUPPORTED_COMPRESSION_TYPE ErrorCode = 41
+	// A disk or log failure on the broker (Kafka's KAFKA_STORAGE_ERROR). Retriable
+	// (against another replica once leadership moves).
+	ErrorCode_STORAGE_ERROR ErrorCode = 42
+	// Idempotent produce: a sequence number gap for the producer (broker service).
+	ErrorCode_OUT_OF_ORDER_SEQUENCE_NUMBER ErrorCode = 43
+	// Idempotent produce: the batch was already appended; the answer carries its
+	// original offset (broker service). Not an error for the producer.
+	ErrorCode_DUPLICATE_SEQUENCE_NUMBER ErrorCode = 44
+	// Idempotent produce: the producer epoch is older than the partition's (broker service).
+	ErrorCode_INVALID_PRODUCER_EPOCH ErrorCode = 45
+	// Idempotent produce: the broker has no state for the producer id (broker service).
+	ErrorCode_UNKNOWN_PRODUCER_ID ErrorCode = 46 // Only add new codes here, at the end.
 )
 
 // Enum value maps for ErrorCode.
@@ -141,40 +181,70 @@ var (
 		29: "DUPLICATE_VOTER",
 		30: "VOTER_NOT_FOUND",
 		31: "BROKER_NOT_AVAILABLE",
+		32: "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+		33: "MESSAGE_TOO_LARGE",
+		34: "CORRUPT_MESSAGE",
+		35: "INVALID_REQUIRED_ACKS",
+		36: "OFFSET_OUT_OF_RANGE",
+		37: "LEADER_NOT_AVAILABLE",
+		38: "OFFSET_NOT_AVAILABLE",
+		39: "INVALID_RECORD",
+		40: "INVALID_TIMESTAMP",
+		41: "UNSUPPORTED_COMPRESSION_TYPE",
+		42: "STORAGE_ERROR",
+		43: "OUT_OF_ORDER_SEQUENCE_NUMBER",
+		44: "DUPLICATE_SEQUENCE_NUMBER",
+		45: "INVALID_PRODUCER_EPOCH",
+		46: "UNKNOWN_PRODUCER_ID",
 	}
 	ErrorCode_value = map[string]int32{
-		"NONE":                           0,
-		"UNKNOWN_SERVER_ERROR":           1,
-		"INVALID_REQUEST":                2,
-		"REQUEST_TIMED_OUT":              3,
-		"NOT_CONTROLLER":                 4,
-		"UNKNOWN_TOPIC_OR_PARTITION":     5,
-		"UNKNOWN_TOPIC_ID":               6,
-		"TOPIC_ALREADY_EXISTS":           7,
-		"INVALID_TOPIC_EXCEPTION":        8,
-		"INVALID_PARTITIONS":             9,
-		"INVALID_REPLICATION_FACTOR":     10,
-		"INVALID_REPLICA_ASSIGNMENT":     11,
-		"INVALID_CONFIG":                 12,
-		"POLICY_VIOLATION":               13,
-		"STALE_BROKER_EPOCH":             14,
-		"FENCED_LEADER_EPOCH":            15,
-		"INVALID_UPDATE_VERSION":         16,
-		"DUPLICATE_BROKER_REGISTRATION":  17,
-		"BROKER_ID_NOT_REGISTERED":       18,
-		"INELIGIBLE_REPLICA":             19,
-		"ELECTION_NOT_NEEDED":            20,
-		"PREFERRED_LEADER_NOT_AVAILABLE": 21,
-		"ELIGIBLE_LEADERS_NOT_AVAILABLE": 22,
-		"NO_REASSIGNMENT_IN_PROGRESS":    23,
-		"REASSIGNMENT_IN_PROGRESS":       24,
-		"INCONSISTENT_CLUSTER_ID":        25,
-		"NOT_LEADER_OR_FOLLOWER":         26,
-		"UNKNOWN_LEADER_EPOCH":           27,
-		"NOT_ENOUGH_REPLICAS":            28,
-		"DUPLICATE_VOTER":                29,
-		"VOTER_NOT_FOUND":                30,
-		"BROKER_NOT_AVAILABLE":           31,
+		"NONE":                             0,
+		"UNKNOWN_SERVER_ERROR":             1,
+		"INVALID_REQUEST":                  2,
+		"REQUEST_TIMED_OUT":                3,
+		"NOT_CONTROLLER":                   4,
+		"UNKNOWN_TOPIC_OR_PARTITION":       5,
+		"UNKNOWN_TOPIC_ID":                 6,
+		"TOPIC_ALREADY_EXISTS":             7,
+		"INVALID_TOPIC_EXCEPTION":          8,
+		"INVALID_PARTITIONS":               9,
+		"INVALID_REPLICATION_FACTOR":       10,
+		"INVALID_REPLICA_ASSIGNMENT":       11,
+		"INVALID_CONFIG":                   12,
+		"POLICY_VIOLATION":                 13,
+		"STALE_BROKER_EPOCH":               14,
+		"FENCED_LEADER_EPOCH":              15,
+		"INVALID_UPDATE_VERSION":           16,
+		"DUPLICATE_BROKER_REGISTRATION":    17,
+		"BROKER_ID_NOT_REGISTERED":         18,
+		"INELIGIBLE_REPLICA":               19,
+		"ELECTION_NOT_NEEDED":              20,
+		"PREFERRED_LEADER_NOT_AVAILABLE":   21,
+		"ELIGIBLE_LEADERS_NOT_AVAILABLE":   22,
+		"NO_REASSIGNMENT_IN_PROGRESS":      23,
+		"REASSIGNMENT_IN_PROGRESS":         24,
+		"INCONSISTENT_CLUSTER_ID":          25,
+		"NOT_LEADER_OR_FOLLOWER":           26,
+		"UNKNOWN_LEADER_EPOCH":             27,
+		"NOT_ENOUGH_REPLICAS":              28,
+		"DUPLICATE_VOTER":                  29,
+		"VOTER_NOT_FOUND":                  30,
+		"BROKER_NOT_AVAILABLE":             31,
+		"NOT_ENOUGH_REPLICAS_AFTER_APPEND": 32,
+		"MESSAGE_TOO_LARGE":                33,
+		"CORRUPT_MESSAGE":                  34,
+		"INVALID_REQUIRED_ACKS":            35,
+		"OFFSET_OUT_OF_RANGE":              36,
+		"LEADER_NOT_AVAILABLE":             37,
+		"OFFSET_NOT_AVAILABLE":             38,
+		"INVALID_RECORD":                   39,
+		"INVALID_TIMESTAMP":                40,
+		"UNSUPPORTED_COMPRESSION_TYPE":     41,
+		"STORAGE_ERROR":                    42,
+		"OUT_OF_ORDER_SEQUENCE_NUMBER":     43,
+		"DUPLICATE_SEQUENCE_NUMBER":        44,
+		"INVALID_PRODUCER_EPOCH":           45,
+		"UNKNOWN_PRODUCER_ID":              46,
 	}
 )
 
@@ -309,7 +379,7 @@ const file_strata_v1_errors_proto_rawDesc = "" +
 	"\tleader_id\x18\x03 \x01(\x05R\bleaderId\x12%\n" +
 	"\x0eleader_address\x18\x04 \x01(\tR\rleaderAddress\x12#\n" +
 	"\rcurrent_epoch\x18\x05 \x01(\x03R\fcurrentEpoch\x12\x1c\n" +
-	"\tretriable\x18\x06 \x01(\bR\tretriable*\xd4\x06\n" +
+	"\tretriable\x18\x06 \x01(\bR\tretriable*\xe4\t\n" +
 	"\tErrorCode\x12\b\n" +
 	"\x04NONE\x10\x00\x12\x18\n" +
 	"\x14UNKNOWN_SERVER_ERROR\x10\x01\x12\x13\n" +
@@ -343,7 +413,22 @@ const file_strata_v1_errors_proto_rawDesc = "" +
 	"\x13NOT_ENOUGH_REPLICAS\x10\x1c\x12\x13\n" +
 	"\x0fDUPLICATE_VOTER\x10\x1d\x12\x13\n" +
 	"\x0fVOTER_NOT_FOUND\x10\x1e\x12\x18\n" +
-	"\x14BROKER_NOT_AVAILABLE\x10\x1fB6Z4github.com/stratalog/strata/proto/strata/v1;stratav1b\x06proto3"
+	"\x14BROKER_NOT_AVAILABLE\x10\x1f\x12$\n" +
+	" NOT_ENOUGH_REPLICAS_AFTER_APPEND\x10 \x12\x15\n" +
+	"\x11MESSAGE_TOO_LARGE\x10!\x12\x13\n" +
+	"\x0fCORRUPT_MESSAGE\x10\"\x12\x19\n" +
+	"\x15INVALID_REQUIRED_ACKS\x10#\x12\x17\n" +
+	"\x13OFFSET_OUT_OF_RANGE\x10$\x12\x18\n" +
+	"\x14LEADER_NOT_AVAILABLE\x10%\x12\x18\n" +
+	"\x14OFFSET_NOT_AVAILABLE\x10&\x12\x12\n" +
+	"\x0eINVALID_RECORD\x10'\x12\x15\n" +
+	"\x11INVALID_TIMESTAMP\x10(\x12 \n" +
+	"\x1cUNSUPPORTED_COMPRESSION_TYPE\x10)\x12\x11\n" +
+	"\rSTORAGE_ERROR\x10*\x12 \n" +
+	"\x1cOUT_OF_ORDER_SEQUENCE_NUMBER\x10+\x12\x1d\n" +
+	"\x19DUPLICATE_SEQUENCE_NUMBER\x10,\x12\x1a\n" +
+	"\x16INVALID_PRODUCER_EPOCH\x10-\x12\x17\n" +
+	"\x13UNKNOWN_PRODUCER_ID\x10.B6Z4github.com/stratalog/strata/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_errors_proto_rawDescOnce sync.Once

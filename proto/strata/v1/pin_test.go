@@ -24,8 +24,47 @@ func TestErrorCodeValuesPinned(t *testing.T) {
 		"INCONSISTENT_CLUSTER_ID": 25, "NOT_LEADER_OR_FOLLOWER": 26, "UNKNOWN_LEADER_EPOCH": 27,
 		"NOT_ENOUGH_REPLICAS": 28, "DUPLICATE_VOTER": 29, "VOTER_NOT_FOUND": 30,
 		"BROKER_NOT_AVAILABLE": 31,
+		// Broker service.
+		"NOT_ENOUGH_REPLICAS_AFTER_APPEND": 32, "MESSAGE_TOO_LARGE": 33, "CORRUPT_MESSAGE": 34,
+		"INVALID_REQUIRED_ACKS": 35, "OFFSET_OUT_OF_RANGE": 36, "LEADER_NOT_AVAILABLE": 37,
+		"OFFSET_NOT_AVAILABLE": 38, "INVALID_RECORD": 39, "INVALID_TIMESTAMP": 40,
+		"UNSUPPORTED_COMPRESSION_TYPE": 41, "STORAGE_ERROR": 42, "OUT_OF_ORDER_SEQUENCE_NUMBER": 43,
+		"DUPLICATE_SEQUENCE_NUMBER": 44, "INVALID_PRODUCER_EPOCH": 45, "UNKNOWN_PRODUCER_ID": 46,
 	}
 	checkEnum(t, ErrorCode(0).Descriptor(), want)
+}
+
+func TestBrokerEnumValuesPinned(t *testing.T) {
+	checkEnum(t, TimestampType(0).Descriptor(), map[string]int32{
+		"TIMESTAMP_TYPE_CREATE_TIME": 0, "TIMESTAMP_TYPE_LOG_APPEND_TIME": 1,
+	})
+	checkEnum(t, IsolationLevel(0).Descriptor(), map[string]int32{
+		"ISOLATION_LEVEL_READ_UNCOMMITTED": 0, "ISOLATION_LEVEL_READ_COMMITTED": 1,
+	})
+}
+
+// The fetch path's field numbers: broker/wire encodes these messages by hand.
+func TestBrokerFetchFieldsPinned(t *testing.T) {
+	checkFields(t, (&FetchResponse{}).ProtoReflect().Descriptor(), map[string]int32{
+		"topics": 1, "node_endpoints": 2,
+	})
+	checkFields(t, (&SubscribeResponse{}).ProtoReflect().Descriptor(), map[string]int32{
+		"topics": 1, "node_endpoints": 2,
+	})
+	checkFields(t, (&FetchTopicResult{}).ProtoReflect().Descriptor(), map[string]int32{
+		"topic": 1, "partitions": 2,
+	})
+	checkFields(t, (&FetchPartitionResult{}).ProtoReflect().Descriptor(), map[string]int32{
+		"partition": 1, "error_code": 2, "error_message": 3, "high_watermark": 4,
+		"last_stable_offset": 5, "log_start_offset": 6, "current_leader": 7, "diverging_epoch": 8,
+		"preferred_read_replica": 9, "next_fetch_offset": 10, "records": 15, "decoded_records": 16,
+	})
+	checkFields(t, (&ProducePartition{}).ProtoReflect().Descriptor(), map[string]int32{
+		"partition": 1, "records": 2, "plain_records": 3,
+	})
+	checkFields(t, (&Record{}).ProtoReflect().Descriptor(), map[string]int32{
+		"offset": 1, "timestamp_ms": 2, "key": 3, "value": 4, "headers": 5, "timestamp_type": 6, "leader_epoch": 7,
+	})
 }
 
 func TestMetadataEnumValuesPinned(t *testing.T) {
