@@ -327,3 +327,24 @@ func (m *Manager) Close() error {
 	}
 	return syncDir(m.dir)
 }
+
+// Abandon closes every log without flushing, checkpointing or marking a
+// clean shutdown: what a crash leaves behind, for tests and for a process
+// that must stop at once. The next open recovers.
+func (m *Manager) Abandon() error {
+	m.mu.Lock()
+	if m.mu.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.closed = true
+	logs := m.mu.logs
+	m.mu.Unlock()
+	var errs []error
+	for tp, l := range logs {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
