@@ -121,7 +121,6 @@ func TestCompactKeepsLatestPerKey(t *testing.T) {
 	if l.LogEndOffset() != 120 {
 		t.Fatalf("log end %d after compaction", l.LogEndOffset())
 	}
-	after = readRecords(t, l)
 	// A second pass has nothing new to clean and is skipped.
 	res2, err := l.Compact()
 	if err != nil {
