@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/stratalog/strata/broker/delayed"
+	"github.com/stratalog/strata/broker/wire"
+	pb "github.com/stratalog/strata/proto/strata/v1"
+	"github.com/stratalog/strata/raftfsm"
+	"github.com/stratalog/strata/storage"
+	"github.com/stratalog/strata/storage/record"
+)
+
+// service is the BrokerService gRPC server. Errors become Strata error
+// codes here and only here (codeOf); a bad item of a request gets its code
+// and changes nothing, the others go on.
+type service struct {
+	pb.UnimplementedBrokerServiceServer
+	b *Broker
+
+	produces *delayed.Purgatory[storage.TopicPartition] // acks=all waiting for the HW
+	fetches  *delayed.Purgatory[storage.TopicPartition] // long polls waiting for data
+}
+
+func registerService(b *Broker) {
+	s := &service{
+		b:        b,
+		produces: delayed.NewPurgatory[storage.TopicPartition](delayed.Config{}),
+		fetches:  delayed.NewPurgatory[storage.TopicPartition](delayed.Config{}),
+	}
+	b.svc = s
+	pb.RegisterBrokerServiceServer(b.srv, s)
+}
+
+func (s *service) shutdown() {
+	s.produces.Shutdown()
+	s.fetches.Shutdown()
+}
+
+// partitionMoved wakes the requests waiting on a partition whose high
+// watermark, log end or ISR changed.
+func (s *service) partitionMoved(tp storage.TopicPartition) {
+	s.produces.CheckAndComplete(tp)
+	s.fetches.CheckAndComplete(tp)
+}
+
+// onFollowerAppend is the fetcher's callback: a follower's new data can
+// complete consumer long polls only through its HW, which moved too.
+func (b *Broker) onFollowerAppend(p *Partition) {
+	if b.svc == nil {
+		return
+	}
+	st, _ := p.State()
+	b.svc.fetches.CheckAndComplete(storage.TopicPartition{Topic: st.Topic, Partition: st.Index})
+}
+
+// codeOf maps an error of the data path to its Strata error code.
+func codeOf(err error) pb.ErrorCode {
+	switch {
+	case err == nil:
+		return pb.ErrorCode_NONE
+	case errors.Is(err, ErrNotLeaderOrFollower):
+		return pb.ErrorCode_NOT_LEADER_OR_FOLLOWER
+	case errors.Is(err, ErrFencedLeaderEpoch):
+		return pb.ErrorCode_FENCED_LEADER_EPOCH
+	case errors.Is(err, ErrUnknownLeaderEpoch):
+		return pb.ErrorCode_UNKNOWN_LEADER_EPOCH
+	case errors.Is(err, ErrNotEnoughReplicasAfterAppend):
+		return pb.ErrorCode_NOT_ENOUGH_REPLICAS_AFTER_APPEND
+	case errors.Is(err, ErrNotEnoughReplicas):
+		return pb.ErrorCode_NOT_ENOUGH_REPLICAS
+	case errors.Is(err, ErrInvalidRequiredAcks):
+		return pb.ErrorCode_INVALID_REQUIRED_ACKS
+	case errors.Is(err, storage.ErrOffsetOutOfRange):
+		return pb.ErrorCode_OFFSET_OUT_OF_RANGE
+	case errors.Is(err, storage.ErrRecordTooLarge):
+		return pb.ErrorCode_MESSAGE_TOO_LARGE
+	case errors.Is(err, record.ErrUnknownCodec):
+		return pb.ErrorCode_UNSUPPORTED_COMPRESSION_TYPE
+	case errors.Is(err, record.ErrCorruptRecord), errors.Is(err, record.ErrShortBatch):
+		return pb.ErrorCode_CORRUPT_MESSAGE
+	case errors.Is(err, storage.ErrStorageFailed):
+		return pb.ErrorCode_STORAGE_ERROR
+	case errors.Is(err, context.DeadlineExceeded):
+		return pb.ErrorCode_REQUEST_TIMED_OUT
+	case errors.Is(err, errUnknownPartition):
+		return pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION
+	}
+	return pb.ErrorCode_UNKNOWN_SERVER_ERROR
+}
+
+var errUnknownPartition = errors.New("broker: unknown topic or partition")
+
+// lookup finds this broker's replica of a partition; a partition that exists
+// but is not hosted here is NOT_LEADER_OR_FOLLOWER (with the leader named by
+// leaderOf), one that does not exist UNKNOWN_TOPIC_OR_PARTITION.
+func (s *service) lookup(topic string, partition int32) (*Partition, error) {
+	if p := s.b.replicas.get(topic, partition); p != nil {
+		return p, nil
+	}
+	img := s.b.image.Load()
+	if t := img.Topic(topic); t != nil && t.Partition(partition) != nil {
+		return nil, ErrNotLeaderOrFollower
+	}
+	return nil, errUnknownPartition
+}
+
+// leaderOf is the partition's current leader and epoch in the image (the
+// hint that goes with NOT_LEADER_OR_FOLLOWER and the epoch errors).
+func leaderOf(img *raftfsm.Image, topic string, partition int32) *pb.PartitionLeader {
+	t := img.Topic(topic)
+	if t == nil {
+		return nil
+	}
+	ip := t.Partition(partition)
+	if ip == nil {
+		return nil
+	}
+	return &pb.PartitionLeader{LeaderId: ip.Leader, LeaderEpoch: ip.LeaderEpoch}
+}
+
+// nodeEndpoints lists the brokers a client may need after a leader hint.
+func nodeEndpoints(img *raftfsm.Image) []*pb.BrokerNode {
+	var out []*pb.BrokerNode
+	for _, br := range img.Brokers() {
+		if br.Fenced {
+			continue
+		}
+		if l, ok := br.Listener(ListenerName); ok {
+			out = append(out, &pb.BrokerNode{NodeId: br.ID, Host: l.Host, Port: l.Port, Rack: br.Rack})
+		}
+	}
+	return out
+}
+
+var _ = wire.Name
