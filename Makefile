@@ -13,15 +13,19 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 TOOLS := $(CURDIR)/bin/tools
 
-.PHONY: all build run test test-long bench fmt lint vet proto proto-check fuzz clean
+.PHONY: all build run sample test test-long bench fmt lint vet proto proto-check fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/strata
 
-# The main job. For now: write a sample partition log with the storage engine and dump it.
+# The main job: a one-node cluster (controller + broker) on the default ports, data in ./data.
 run: build
+	./$(BIN) dev
+
+# A sample partition log written by the storage engine, dumped and verified.
+sample: build
 	rm -rf data/sample
 	$(GO) run ./scripts/samplelog -dir data/sample
 	./$(BIN) dump-log --records data/sample/orders-0/00000000000000000000.log

@@ -30,6 +30,7 @@ This one binary runs servers and drives the cluster.`,
 	root.AddCommand(
 		newDumpLogCmd(),
 		newServerCmd(),
+		newDevCmd(),
 	)
 	return root
 }

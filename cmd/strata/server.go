@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/stratalog/strata/broker"
 	"github.com/stratalog/strata/controller"
 )
 
@@ -29,6 +33,9 @@ type serverOptions struct {
 	roles          string
 	dataDir        string
 	controllerAddr string
+	brokerAddr     string
+	metricsAddr    string
+	rack           string
 	advertiseAddr  string
 	quorum         string
 	timeouts       string
@@ -41,20 +48,26 @@ func newServerCmd() *cobra.Command {
 	var o serverOptions
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a Strata node (today: a controller of the Raft metadata quorum)",
+		Short: "Run a Strata node: a controller, a broker, or both",
 		Long: `Run a Strata node until SIGINT or SIGTERM.
 
-Roles: "controller" runs one voter of the Raft quorum that holds the cluster
-metadata; Raft and the ControllerService gRPC API share --controller-addr.
-The broker role (and the combined controller,broker node of strata dev) is
-built by the broker issue; until then only --roles controller is accepted.
+Roles (--roles, comma-separated):
+  controller  one voter of the Raft quorum that holds the cluster metadata;
+              Raft and the ControllerService gRPC API share --controller-addr
+  broker      hosts partition replicas and serves BrokerService on
+              --broker-addr; finds the controllers through --quorum
+
+Every node serves /healthz, /readyz and /debug/pprof/ over HTTP on
+--metrics-addr. SIGTERM shuts down in order: a broker first moves its
+partition leaderships away (controlled shutdown), flushes its logs and marks
+them clean; then a controller leaves.
 
 On the first start of a data directory the voters in --quorum bootstrap the
 cluster (the same --quorum on every voter); later starts reuse the Raft state
 on disk. Every flag can also be given in --config FILE as "flag-name = value"
 lines (# starts a comment); flags on the command line win.`,
-		Example: `  strata server --node-id 1 --roles controller --data-dir /var/lib/strata/1 \
-    --controller-addr 127.0.0.1:9093 \
+		Example: `  strata server --node-id 1 --roles controller,broker --data-dir /var/lib/strata/1 \
+    --controller-addr 127.0.0.1:9093 --broker-addr 127.0.0.1:9092 --metrics-addr 127.0.0.1:9644 \
     --quorum 1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,9 +82,12 @@ lines (# starts a comment); flags on the command line win.`,
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "file of flag-name = value lines")
 	f.Int32Var(&o.nodeID, "node-id", 0, "this node's id (positive; the controller's Raft id)")
-	f.StringVar(&o.roles, "roles", "controller", "roles of this node: controller")
+	f.StringVar(&o.roles, "roles", "controller,broker", "roles of this node: controller, broker or controller,broker")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (Raft state in DIR/raft, DIR/meta.properties)")
 	f.StringVar(&o.controllerAddr, "controller-addr", controller.DefaultAddr, "listen address for Raft and the ControllerService")
+	f.StringVar(&o.brokerAddr, "broker-addr", broker.DefaultAddr, "listen address of the broker's gRPC service (clients and replication)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9644", "listen address for /healthz, /readyz and /debug/pprof/ (empty: off)")
+	f.StringVar(&o.rack, "rack", "", "the broker's rack, for rack-aware replica placement")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes use to reach this controller (default: --controller-addr)")
 	f.StringVar(&o.quorum, "quorum", "", "controller voters: id@host:port,... (identical on every voter)")
 	f.StringVar(&o.timeouts, "raft-timeouts", "default", `Raft timeout profile: "default" (hashicorp/raft's, ~1 s) or "tuned" (LAN, ~150 ms)`)
@@ -81,70 +97,166 @@ lines (# starts a comment); flags on the command line win.`,
 	return cmd
 }
 
+// node is what one server process runs: a controller, a broker, or both.
+type node struct {
+	ctrl   *controller.Controller
+	broker *broker.Broker
+	http   *http.Server
+	log    *slog.Logger
+}
+
 func runServer(ctx context.Context, o serverOptions) error {
-	if o.nodeID <= 0 {
-		return fmt.Errorf("%w: --node-id must be a positive integer, got %d", errUsage, o.nodeID)
-	}
-	if o.dataDir == "" {
-		return fmt.Errorf("%w: --data-dir is required", errUsage)
-	}
-	for _, r := range strings.Split(o.roles, ",") {
-		switch strings.TrimSpace(r) {
-		case "controller":
-		case "broker":
-			return fmt.Errorf("%w: --roles %q: the broker role is not built yet (broker issue); run --roles controller", errUsage, o.roles)
-		default:
-			return fmt.Errorf("%w: --roles %q: unknown role %q (want controller)", errUsage, o.roles, r)
-		}
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("%w: --log-level %q: %v", errUsage, o.logLevel, err)
-	}
-	timeouts, err := controller.TimeoutsProfile(o.timeouts)
-	if err != nil {
-		return fmt.Errorf("%w: --raft-timeouts: %v", errUsage, err)
-	}
-	var quorum []controller.Voter
-	if o.quorum != "" {
-		if quorum, err = controller.ParseQuorum(o.quorum); err != nil {
-			return fmt.Errorf("%w: --quorum: %v", errUsage, err)
-		}
-	}
-	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
-		return err
-	}
-	if err := checkMetaProperties(o.dataDir, o.nodeID); err != nil {
-		return err
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	c, err := controller.New(controller.Config{
-		NodeID:         o.nodeID,
-		DataDir:        o.dataDir,
-		Addr:           o.controllerAddr,
-		AdvertiseAddr:  o.advertiseAddr,
-		Quorum:         quorum,
-		Timeouts:       timeouts,
-		Snapshots:      controller.Snapshots{Threshold: o.snapThreshold},
-		SessionTimeout: o.sessionTimeout,
-		Logger:         logger,
-	})
-	if err != nil {
-		return err
-	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := c.Start(ctx); err != nil {
-		c.Close()
+	n, err := startNode(ctx, o)
+	if err != nil {
 		return err
 	}
-	logger.Info("strata server running", "node", o.nodeID, "roles", o.roles, "controller_addr", c.Addr(), "data_dir", o.dataDir)
 	<-ctx.Done()
-	logger.Info("strata server stopping", "node", o.nodeID)
-	return c.Close()
+	n.log.Info("strata server stopping", "node", o.nodeID)
+	return n.close()
+}
+
+// startNode validates o, then starts the roles it names and the HTTP
+// endpoints; bad flags are errUsage and start nothing.
+func startNode(ctx context.Context, o serverOptions) (*node, error) {
+	if o.nodeID <= 0 {
+		return nil, fmt.Errorf("%w: --node-id must be a positive integer, got %d", errUsage, o.nodeID)
+	}
+	if o.dataDir == "" {
+		return nil, fmt.Errorf("%w: --data-dir is required", errUsage)
+	}
+	var isCtrl, isBroker bool
+	for _, r := range strings.Split(o.roles, ",") {
+		switch strings.TrimSpace(r) {
+		case "controller":
+			isCtrl = true
+		case "broker":
+			isBroker = true
+		default:
+			return nil, fmt.Errorf("%w: --roles %q: unknown role %q (want controller, broker or both)", errUsage, o.roles, r)
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: %v", errUsage, o.logLevel, err)
+	}
+	timeouts, err := controller.TimeoutsProfile(o.timeouts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --raft-timeouts: %v", errUsage, err)
+	}
+	if o.quorum == "" {
+		return nil, fmt.Errorf("%w: --quorum is required (id@host:port,... of the controller voters)", errUsage)
+	}
+	quorum, err := controller.ParseQuorum(o.quorum)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --quorum: %v", errUsage, err)
+	}
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := checkMetaProperties(o.dataDir, o.nodeID); err != nil {
+		return nil, err
+	}
+	n := &node{log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	if isCtrl {
+		n.ctrl, err = controller.New(controller.Config{
+			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.controllerAddr, AdvertiseAddr: o.advertiseAddr,
+			Quorum: quorum, Timeouts: timeouts, Snapshots: controller.Snapshots{Threshold: o.snapThreshold},
+			SessionTimeout: o.sessionTimeout, Logger: n.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := n.ctrl.Start(ctx); err != nil {
+			n.ctrl.Close()
+			return nil, err
+		}
+	}
+	if isBroker {
+		var addrs []string
+		for _, v := range quorum {
+			addrs = append(addrs, v.Addr)
+		}
+		n.broker, err = broker.New(broker.Config{
+			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.brokerAddr, Rack: o.rack,
+			Controllers: addrs, Logger: n.log,
+		})
+		if err == nil {
+			err = n.broker.Start(ctx)
+		}
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	if o.metricsAddr != "" {
+		if err := n.serveHTTP(o.metricsAddr); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	n.log.Info("strata server running", "node", o.nodeID, "roles", o.roles, "controller_addr", o.controllerAddr,
+		"broker_addr", o.brokerAddr, "metrics_addr", o.metricsAddr, "data_dir", o.dataDir)
+	return n, nil
+}
+
+// ready reports whether every role of the node is ready: a controller is in
+// a quorum with a known leader; a broker is registered, unfenced and caught
+// up with the metadata log.
+func (n *node) ready() (bool, string) {
+	if n.ctrl != nil {
+		if id, _ := n.ctrl.Leader(); id <= 0 {
+			return false, "controller: no known quorum leader"
+		}
+	}
+	if n.broker != nil && !n.broker.Ready() {
+		return false, "broker: not registered, fenced, or behind the metadata log"
+	}
+	return true, "ready"
+}
+
+func (n *node) serveHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := n.ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go n.http.Serve(ln)
+	return nil
+}
+
+// close stops the broker first (controlled shutdown needs the controllers),
+// then the controller, then the HTTP endpoints.
+func (n *node) close() error {
+	var errs []error
+	if n.broker != nil {
+		errs = append(errs, n.broker.Close())
+	}
+	if n.ctrl != nil {
+		errs = append(errs, n.ctrl.Close())
+	}
+	if n.http != nil {
+		errs = append(errs, n.http.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // checkMetaProperties writes <data-dir>/meta.properties on the first start and
