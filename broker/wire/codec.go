@@ -1,0 +1,166 @@
+package wire
+
+import (
+	"errors"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+
+	pb "github.com/stratalog/strata/proto/strata/v1"
+)
+
+// Name is the codec's content-subtype: a client opts in with
+// grpc.CallContentSubtype(Name) (see CallOption), and the request then
+// travels as "application/grpc+strata-zc". Part of the wire contract: do not
+// change.
+const Name = "strata-zc"
+
+// Codec is the zero-copy codec: a grpc encoding.CodecV2 that encodes
+// FetchResponse and SubscribeResponse with their large records fields as
+// buffers of their own (see the package comment), and every other message,
+// and every Unmarshal, exactly as gRPC's default "proto" codec does. Its
+// output is byte for byte what proto.Marshal produces, so either side of a
+// connection may use it without the other knowing. The zero value is ready;
+// it is registered under Name when the package is imported.
+type Codec struct{}
+
+var _ encoding.CodecV2 = Codec{}
+
+// protoCodec is gRPC's default codec, the fallback for every other message.
+var protoCodec encoding.CodecV2
+
+func init() {
+	protoCodec = encoding.GetCodecV2(protocodec.Name)
+	encoding.RegisterCodecV2(Codec{})
+}
+
+// CallOption makes a client call use the codec (content-subtype Name). Any
+// Strata broker answers it; a server that does not know the subtype falls
+// back to "proto", which reads the same bytes.
+func CallOption() grpc.CallOption { return grpc.CallContentSubtype(Name) }
+
+// ServerOption makes a server encode every response with the codec,
+// whatever content-subtype the client sent ("proto" included): since the
+// bytes are the same, every client then gets zero-copy fetches, and every
+// release attached with Attach runs as soon as gRPC has written the records
+// rather than after a garbage collection.
+func ServerOption() grpc.ServerOption { return grpc.ForceServerCodecV2(Codec{}) }
+
+// Name returns Name.
+func (Codec) Name() string { return Name }
+
+// Marshal encodes v. FetchResponse and SubscribeResponse are encoded by hand
+// (records by reference, attached memory released once gRPC has freed the
+// buffers); anything else goes to the default proto codec.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	switch m := v.(type) {
+	case *pb.FetchResponse:
+		if m == nil {
+			return nil, nil
+		}
+		return marshalTop(top{m.Topics, m.NodeEndpoints, m.ProtoReflect().GetUnknown()}, take(m))
+	case *pb.SubscribeResponse:
+		if m == nil {
+			return nil, nil
+		}
+		return marshalTop(top{m.Topics, m.NodeEndpoints, m.ProtoReflect().GetUnknown()}, take(m))
+	}
+	return protoCodec.Marshal(v)
+}
+
+// Unmarshal is the default proto codec's: it copies what it keeps, so data
+// may be freed when it returns.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	return protoCodec.Unmarshal(data, v)
+}
+
+var encoders = sync.Pool{New: func() any { return new(encoder) }}
+
+// errSizeMismatch means the size and write passes disagree: a bug here, or
+// the message was mutated while being encoded.
+var errSizeMismatch = errors.New("wire: encoded size differs from computed size (message mutated during Marshal?)")
+
+// marshalTop encodes t. o, if not nil, is the release duty taken from the
+// registry: it is discharged whatever happens — by the last freed records
+// buffer, or at once if none is sent by reference or encoding fails.
+func marshalTop(t top, o *owner) (out mem.BufferSlice, err error) {
+	e := encoders.Get().(*encoder)
+	defer func() {
+		e.reset()
+		encoders.Put(e)
+	}()
+	total, cutBytes, _, err := e.sizeTop(t)
+	if err != nil {
+		if o != nil {
+			o.release()
+		}
+		return nil, err
+	}
+	hdrSize := total - cutBytes
+
+	// The header: every byte but the cut records, in one buffer.
+	var root mem.Buffer
+	var pooled *[]byte
+	if mem.IsBelowBufferPoolingThreshold(hdrSize) {
+		e.hdr = make([]byte, 0, hdrSize)
+	} else {
+		pooled = mem.DefaultBufferPool().Get(hdrSize)
+		e.hdr = (*pooled)[:0]
+	}
+	err = e.writeTop(t)
+	if err == nil && (len(e.hdr) != hdrSize || e.next != len(e.sizes)) {
+		err = errSizeMismatch
+	}
+	if err != nil {
+		if pooled != nil {
+			mem.DefaultBufferPool().Put(pooled)
+		}
+		e.hdr = nil
+		if o != nil {
+			o.release()
+		}
+		return nil, err
+	}
+	if pooled != nil {
+		*pooled = e.hdr
+		root = mem.NewBuffer(pooled, mem.DefaultBufferPool())
+	} else {
+		root = mem.SliceBuffer(e.hdr)
+	}
+	hdr := e.hdr
+	e.hdr = nil
+
+	out = make(mem.BufferSlice, 0, 2*len(e.cuts)+1)
+	if o != nil {
+		o.slots = make([][]byte, len(e.cuts))
+		o.pending.Store(1) // Marshal's own, dropped below
+	}
+	prev := 0
+	for i, c := range e.cuts {
+		if c.at > prev {
+			out = append(out, root.Slice(prev, c.at))
+		}
+		prev = c.at
+		if o == nil {
+			out = append(out, mem.SliceBuffer(c.rec)) // kept alive by the GC
+			continue
+		}
+		// Capacity trimmed to the length: the buffer covers the records
+		// only, and is above the pooling threshold, so gRPC calls o.Put
+		// when it frees it.
+		o.slots[i] = c.rec[:len(c.rec):len(c.rec)]
+		o.pending.Add(1)
+		out = append(out, mem.NewBuffer(&o.slots[i], o))
+	}
+	if prev < len(hdr) {
+		out = append(out, root.Slice(prev, len(hdr)))
+	}
+	root.Free() // the slices hold their own references
+	if o != nil {
+		o.done()
+	}
+	return out, nil
+}
