@@ -76,7 +76,7 @@ func (n *node) start(t *testing.T, quorum string) {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command(strataBin, "server", "--node-id", fmt.Sprint(n.id), "--roles", "controller",
-		"--data-dir", n.dir, "--controller-addr", n.addr, "--quorum", quorum,
+		"--data-dir", n.dir, "--controller-addr", n.addr, "--quorum", quorum, "--metrics-addr", "",
 		"--raft-timeouts", "tuned", "--broker-session-timeout", "1m")
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
@@ -284,8 +284,8 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"server", "--node-id", "x", "--data-dir", dir}, "invalid argument"},
 		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--quorum", "1@"}, "--quorum"},
 		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--roles", "banana"}, "unknown role"},
-		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--roles", "controller,broker"}, "broker role"},
-		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--raft-timeouts", "fast"}, "--raft-timeouts"},
+		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--roles", "controller"}, "--quorum is required"},
+		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--raft-timeouts", "fast", "--quorum", "1@127.0.0.1:1"}, "--raft-timeouts"},
 		{[]string{"server", "--config", filepath.Join(dir, "missing.conf")}, "--config"},
 	}
 	for _, tc := range cases {
@@ -304,7 +304,7 @@ func TestServerBadFlags(t *testing.T) {
 	// A data dir of another node is refused.
 	own := t.TempDir()
 	os.WriteFile(filepath.Join(own, "meta.properties"), []byte("version=1\nnode.id=7\n"), 0o644)
-	out, err := exec.Command(strataBin, "server", "--node-id", "1", "--data-dir", own, "--controller-addr", "127.0.0.1:0").CombinedOutput()
+	out, err := exec.Command(strataBin, "server", "--node-id", "1", "--data-dir", own, "--controller-addr", "127.0.0.1:0", "--quorum", "1@127.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "belongs to node 7") {
 		t.Errorf("foreign data dir: %v %s", err, out)
 	}

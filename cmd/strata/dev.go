@@ -40,6 +40,7 @@ with the tuned Raft timeouts, so it is ready in well under two seconds.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			start := time.Now()
+			o.quorum = "1@" + o.controllerAddr
 			n, err := startNode(ctx, o)
 			if err != nil {
 				return err
@@ -57,6 +58,9 @@ with the tuned Raft timeouts, so it is ready in well under two seconds.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", o.dataDir, "data directory")
+	f.StringVar(&o.brokerAddr, "broker-addr", o.brokerAddr, "broker gRPC address")
+	f.StringVar(&o.controllerAddr, "controller-addr", o.controllerAddr, "controller address (Raft and ControllerService)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "address of /healthz, /readyz, /debug/pprof/")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
 	return cmd
 }
