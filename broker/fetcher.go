@@ -39,6 +39,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage"
 	"github.com/stratalog/strata/storage/record"
@@ -86,6 +88,11 @@ func (c FetcherConfig) withDefaults() FetcherConfig {
 	}
 	return c
 }
+
+// fetcherRecvHeadroom is what a Fetch answer may hold beyond max_bytes: the
+// first batch is answered whole even past the cap (up to the topic's
+// max.message.bytes), plus the message's own framing.
+const fetcherRecvHeadroom = 64 << 20
 
 // fetcherCloseTimeout bounds how long Close waits for the source goroutines.
 const fetcherCloseTimeout = 5 * time.Second
@@ -552,7 +559,8 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.MaxWait+cfg.RequestTimeout)
 	start := time.Now()
-	resp, err := s.client.Fetch(ctx, req)
+	// gRPC's default receive limit (4 MiB) is below what a fetch may answer.
+	resp, err := s.client.Fetch(ctx, req, grpc.MaxCallRecvMsgSize(int(cfg.MaxBytes)+fetcherRecvHeadroom))
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("rpc Fetch: %w", err)

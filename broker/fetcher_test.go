@@ -692,3 +692,28 @@ func TestFetcherWholeBatches(t *testing.T) {
 		t.Fatalf("corrupt magic: %v", err)
 	}
 }
+
+// A fetch answer larger than gRPC's default 4 MiB receive limit still
+// arrives: the fetcher raises the limit per call to what it asked for.
+func TestFetcherLargeResponse(t *testing.T) {
+	leader, follower := fetcherTestPartition(t, 1), fetcherTestPartition(t, 2)
+	st := fetcherTestState("t", 1, 1, 1, 2)
+	fetcherTestApply(t, st, leader, follower)
+	fetcherTestProduce(t, leader, "big", 60, 100<<10) // 6 MiB
+	srv := fetcherTestServe(t, leader)
+	d := newFetcherTestDialer(t)
+	m := fetcherTestManager(t, 2, d, FetcherConfig{MaxWait: 50 * time.Millisecond, Backoff: 20 * time.Millisecond,
+		PartitionMaxBytes: 8 << 20}, nil)
+	m.AddPartition(follower, 1, srv.addr, false)
+	fetcherTestWait(t, 10*time.Second, "the follower to catch up", func() bool {
+		return follower.Log().LogEndOffset() == leader.Log().LogEndOffset()
+	})
+	if d.fetched("t") < leader.Log().Size() || leader.Log().Size() < 6e6 {
+		t.Fatalf("fetched %d bytes of a %d-byte log", d.fetched("t"), leader.Log().Size())
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.fetchOffsets[0] != 0 || len(srv.fetchOffsets) > 3 {
+		t.Fatalf("fetch offsets %v: want the whole log in one answer", srv.fetchOffsets)
+	}
+}
