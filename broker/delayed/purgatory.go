@@ -68,10 +68,14 @@ type Purgatory[K comparable] struct {
 type shard[K comparable] struct {
 	mu struct {
 		sync.Mutex
-		m map[K]*watchers[K]
+		m    map[K]*watchers[K]
+		free []*watchers[K] // emptied lists kept for reuse, so a key that empties and refills allocates nothing
 	}
-	_ [40]byte // keep neighbouring shards' locks off one cache line
+	_ [16]byte // keep neighbouring shards' locks off one cache line
 }
+
+// maxFreeLists bounds a shard's free watcher lists.
+const maxFreeLists = 16
 
 type watchers[K comparable] struct {
 	ops []*entry[K]
@@ -263,7 +267,13 @@ func (p *Purgatory[K]) watch(key K, e *entry[K]) {
 	sh.mu.Lock()
 	w := sh.mu.m[key]
 	if w == nil {
-		w = &watchers[K]{}
+		if n := len(sh.mu.free); n > 0 {
+			w = sh.mu.free[n-1]
+			sh.mu.free[n-1] = nil
+			sh.mu.free = sh.mu.free[:n-1]
+		} else {
+			w = &watchers[K]{}
+		}
 		sh.mu.m[key] = w
 	}
 	w.ops = append(w.ops, e)
@@ -287,6 +297,9 @@ func (p *Purgatory[K]) compactLocked(sh *shard[K], key K, w *watchers[K]) int {
 	switch {
 	case j == 0:
 		delete(sh.mu.m, key)
+		if len(sh.mu.free) < maxFreeLists && cap(w.ops) <= 64 {
+			sh.mu.free = append(sh.mu.free, w)
+		}
 	case cap(w.ops) > 64 && j < cap(w.ops)/4:
 		w.ops = append([]*entry[K](nil), w.ops...) // give back a burst's backing array
 	}
