@@ -445,8 +445,9 @@ type ProduceRequest struct {
 	// How long acks=-1 may wait for the ISR; past it the partition answers
 	// REQUEST_TIMED_OUT (the records may still be committed later). 0: the
 	// broker's default.
-	TimeoutMs     int32           `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	Topics        []*ProduceTopic `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"` // 4..9: room for transactional / producer-level fields.
+	TimeoutMs int32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Numbers 4..9 are room for transactional / producer-level fields.
+	Topics        []*ProduceTopic `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -566,7 +567,8 @@ type ProducePartition struct {
 	Records []byte `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
 	// Records in plain form: the leader builds one batch of them (producer id
 	// -1, no idempotence), compressed per the topic's compression.type.
-	PlainRecords  []*Record `protobuf:"bytes,3,rep,name=plain_records,json=plainRecords,proto3" json:"plain_records,omitempty"` // 4..9: room for the plain path's producer id / epoch / sequence.
+	// Numbers 4..9 are room for the plain path's producer id / epoch / sequence.
+	PlainRecords  []*Record `protobuf:"bytes,3,rep,name=plain_records,json=plainRecords,proto3" json:"plain_records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1279,10 +1281,11 @@ type FetchPartitionResult struct {
 	// Decoded answers: the offset to fetch next (after the last batch
 	// included, which compaction or control batches may leave past the last
 	// decoded record). Raw answers: -1 (the fetcher reads it from the batches).
-	NextFetchOffset int64 `protobuf:"varint,10,opt,name=next_fetch_offset,json=nextFetchOffset,proto3" json:"next_fetch_offset,omitempty"` // 11..14: room (aborted transactions, ...).
-	// The data. Without decode: the stored batch bytes, unchanged (whole
+	NextFetchOffset int64 `protobuf:"varint,10,opt,name=next_fetch_offset,json=nextFetchOffset,proto3" json:"next_fetch_offset,omitempty"`
+	// The data (numbers 11..14 are room for more metadata, e.g. aborted
+	// transactions). Without decode: the stored batch bytes, unchanged (whole
 	// batches, the first one starting at or before fetch_offset). With decode:
-	// the records from fetch_offset on.
+	// the records from fetch_offset on, in decoded_records.
 	Records        []byte    `protobuf:"bytes,15,opt,name=records,proto3" json:"records,omitempty"`
 	DecodedRecords []*Record `protobuf:"bytes,16,rep,name=decoded_records,json=decodedRecords,proto3" json:"decoded_records,omitempty"`
 	unknownFields  protoimpl.UnknownFields
