@@ -94,6 +94,10 @@ func (c FetcherConfig) withDefaults() FetcherConfig {
 // max.message.bytes), plus the message's own framing.
 const fetcherRecvHeadroom = 64 << 20
 
+// fetcherThrottleSlack is the throttle's burst beyond one long poll (see
+// newFetchThrottle): the rest of a fetch round.
+const fetcherThrottleSlack = 250 * time.Millisecond
+
 // fetcherCloseTimeout bounds how long Close waits for the source goroutines.
 const fetcherCloseTimeout = 5 * time.Second
 
@@ -142,7 +146,7 @@ func NewFetcherManager(brokerID int32, brokerEpoch func() int64,
 	m := &FetcherManager{brokerID: brokerID, brokerEpoch: brokerEpoch, dial: dial, cfg: cfg,
 		logger: logger.With("component", "replica-fetcher"), onAppend: onAppend}
 	if cfg.ThrottleBytesPerSec > 0 {
-		m.throttle = newFetchThrottle(cfg.ThrottleBytesPerSec, nil)
+		m.throttle = newFetchThrottle(cfg.ThrottleBytesPerSec, cfg.MaxWait+fetcherThrottleSlack, nil)
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.mu.sources = map[int32]*fetcherSource{}

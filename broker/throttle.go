@@ -28,13 +28,17 @@ type fetchThrottle struct {
 	}
 }
 
-// newFetchThrottle returns a bucket for bytesPerSec (> 0) that starts full.
-// Its capacity is a quarter second of traffic (at least one byte).
-func newFetchThrottle(bytesPerSec int64, now func() time.Time) *fetchThrottle {
+// newFetchThrottle returns a bucket for bytesPerSec (> 0) that starts full
+// and holds burst's worth of traffic (at least one byte). The burst must
+// cover a fetch round: while a throttled partition waits for tokens its
+// source may sit in a long poll for its other partitions, and tokens beyond
+// the capacity are lost, so a bucket smaller than a round's worth would
+// hold the partition below its rate.
+func newFetchThrottle(bytesPerSec int64, burst time.Duration, now func() time.Time) *fetchThrottle {
 	if now == nil {
 		now = time.Now
 	}
-	t := &fetchThrottle{rate: float64(bytesPerSec), burst: max(float64(bytesPerSec)/4, 1), now: now}
+	t := &fetchThrottle{rate: float64(bytesPerSec), burst: max(float64(bytesPerSec)*burst.Seconds(), 1), now: now}
 	t.mu.tokens, t.mu.last = t.burst, now()
 	return t
 }
