@@ -14,7 +14,7 @@ const (
 	DefaultTick = time.Millisecond
 	// DefaultWheelSize is the number of buckets per wheel level. See the
 	// package documentation for the choice.
-	DefaultWheelSize = 64
+	DefaultWheelSize = 512
 
 	// maxDelay caps a task's delay so tick arithmetic cannot overflow int64.
 	maxDelay = 100 * 365 * 24 * time.Hour
@@ -144,6 +144,7 @@ type Timer struct {
 		count   int       // pending tasks
 		stopped bool
 		chains  []*Task // scratch for advanceLocked
+		moves   int64   // tasks moved down a level (cascades), for the benchmarks
 	}
 
 	expired []*Task // owned by the run goroutine
@@ -359,7 +360,9 @@ func (t *Timer) advanceLocked(now int64) {
 		for x := head; x != nil; {
 			next := x.next
 			x.prev, x.next, x.b = nil, nil, nil
-			if !t.addLocked(x) {
+			if t.addLocked(x) {
+				t.mu.moves++
+			} else {
 				t.mu.count--
 				t.expired = append(t.expired, x)
 			}
