@@ -98,6 +98,10 @@ const fetcherRecvHeadroom = 64 << 20
 // newFetchThrottle): the rest of a fetch round.
 const fetcherThrottleSlack = 250 * time.Millisecond
 
+// fetcherFastEmptyLimit is how many early empty fetch answers in a row make
+// a source idle for a backoff before the next fetch.
+const fetcherFastEmptyLimit = 3
+
 // fetcherCloseTimeout bounds how long Close waits for the source goroutines.
 const fetcherCloseTimeout = 5 * time.Second
 
@@ -276,6 +280,7 @@ type fetcherSource struct {
 	client     pb.BrokerServiceClient
 	dialedAddr string
 	failing    bool // the last round failed at the transport (logged once)
+	fastEmpty  int  // empty answers in a row that came well before max_wait
 }
 
 // fetcherPartition is a source's state of one partition; guarded by the
@@ -478,13 +483,16 @@ func (s *fetcherSource) truncate() error {
 			s.delayLocked(fp, it.st, r.GetErrorCode(), r.GetErrorMessage())
 			continue
 		}
+		before := fp.p.Log().LogEndOffset()
 		leo, err := fp.p.TruncateForLeaderEpoch(r.GetLeaderEpoch(), r.GetEndOffset())
 		if err != nil {
 			s.delayLocked(fp, it.st, pb.ErrorCode_STORAGE_ERROR, err.Error())
 			continue
 		}
-		s.logger.Debug("truncated by leader epoch", "topic", it.st.Topic, "partition", it.st.Index,
-			"epoch", r.GetLeaderEpoch(), "leader_end", r.GetEndOffset(), "leo", leo)
+		if leo < before {
+			s.logger.Info("truncated by leader epoch", "topic", it.st.Topic, "partition", it.st.Index,
+				"epoch", r.GetLeaderEpoch(), "leader_end", r.GetEndOffset(), "from", before, "to", leo)
+		}
 		fp.needTrunc, fp.truncEpoch, fp.truncated = false, it.st.LeaderEpoch, true
 	}
 	return nil
@@ -602,10 +610,15 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 			s.m.onAppend(p)
 		}
 	}
-	// A leader answers an empty long poll after max_wait; one that answers
-	// at once with nothing (and no error) is not long-polling: do not spin.
+	// A leader answers an empty long poll after max_wait; one that keeps
+	// answering at once with nothing (and no error) is not long-polling, and
+	// the source must not spin on it. A single early empty answer is fine.
 	if got == 0 && !errored && time.Since(start) < cfg.MaxWait/2 {
-		return min(cfg.Backoff, cfg.MaxWait), nil
+		if s.fastEmpty++; s.fastEmpty >= fetcherFastEmptyLimit {
+			return min(cfg.Backoff, cfg.MaxWait), nil
+		}
+	} else {
+		s.fastEmpty = 0
 	}
 	return 0, nil
 }

@@ -34,6 +34,8 @@ type fetcherTestServer struct {
 	fetchOffsets []int64 // fetch_offset of every partition fetched, in order
 	epochAsks    int     // partitions asked about in OffsetForLeaderEpoch
 	firstEvent   string  // "fetch" or "epoch"
+
+	noLongPoll atomic.Bool // answer at once, ignoring max_wait
 }
 
 func fetcherTestServe(t *testing.T, parts ...*Partition) *fetcherTestServer {
@@ -87,7 +89,7 @@ func (s *fetcherTestServer) Fetch(ctx context.Context, req *pb.FetchRequest) (*p
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMs) * time.Millisecond)
 	for {
 		resp, n, errored := s.fetchOnce(req)
-		if n >= int(req.MinBytes) || errored || !time.Now().Before(deadline) {
+		if n >= int(req.MinBytes) || errored || !time.Now().Before(deadline) || s.noLongPoll.Load() {
 			return resp, nil
 		}
 		select {
@@ -720,4 +722,29 @@ func TestFetcherLargeResponse(t *testing.T) {
 	if srv.fetchOffsets[0] != 0 || len(srv.fetchOffsets) > 3 {
 		t.Fatalf("fetch offsets %v: want the whole log in one answer", srv.fetchOffsets)
 	}
+}
+
+// A leader that answers empty fetches at once (no long poll) does not make
+// the fetcher spin.
+func TestFetcherNoSpinWithoutLongPoll(t *testing.T) {
+	leader, follower := fetcherTestPartition(t, 1), fetcherTestPartition(t, 2)
+	st := fetcherTestState("t", 1, 1, 1, 2)
+	fetcherTestApply(t, st, leader, follower)
+	fetcherTestProduce(t, leader, "a", 3, 0)
+	srv := fetcherTestServe(t, leader)
+	srv.noLongPoll.Store(true)
+	d := newFetcherTestDialer(t)
+	const backoff = 100 * time.Millisecond
+	m := fetcherTestManager(t, 2, d, FetcherConfig{MaxWait: time.Second, Backoff: backoff}, nil)
+	m.AddPartition(follower, 1, srv.addr, false)
+	fetcherTestWait(t, 10*time.Second, "catch up", func() bool { return follower.HighWatermark() == 3 })
+	c0 := d.calls.Load()
+	const window = 500 * time.Millisecond
+	time.Sleep(window)
+	if n := d.calls.Load() - c0; n > int64(fetcherFastEmptyLimit+1)*int64(window/backoff+1) {
+		t.Fatalf("%d fetches in %v against a leader that does not long-poll", n, window)
+	}
+	// New records still arrive.
+	fetcherTestProduce(t, leader, "b", 1, 0)
+	fetcherTestWait(t, 10*time.Second, "the new record", func() bool { return follower.Log().LogEndOffset() == 4 })
 }
