@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Produce throughput and latency of in-process brokers on loopback (issue 4):
+# one broker RF=1 acks=1 against three brokers RF=3 acks=all
+# (min.insync.replicas=2), 1 KiB records, raw RecordBatch bytes over gRPC.
+#   scripts/bench-broker.sh
+#   BENCHTIME=3s RATE_MB=20 SECONDS_LAT=4 scripts/bench-broker.sh
+#   PROFILE_DIR=/tmp/prof scripts/bench-broker.sh   # also CPU profiles per setup
+# Takes about 2-3 minutes. Run it on an otherwise idle machine: the load is
+# printed before and after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCHTIME=${BENCHTIME:-2s}
+RATE_MB=${RATE_MB:-20}
+SECONDS_LAT=${SECONDS_LAT:-4}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+bin=$tmp/broker.test
+go test -c -o "$bin" ./broker/
+
+load() { awk '{print $1, $2, $3}' /proc/loadavg; }
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(go version | awk '{print $3}'), $(uname -r)"
+echo "load before: $(load)"
+
+# run_bench SETUP: the throughput matrix of one setup into $tmp/tput-SETUP.
+run_bench() {
+  local setup=$1 prof=()
+  if [[ -n "${PROFILE_DIR:-}" ]]; then
+    mkdir -p "$PROFILE_DIR"
+    prof=(-test.cpuprofile "$PROFILE_DIR/cpu-${setup//[=\/]/_}.pprof")
+  fi
+  (cd "$tmp" && "$bin" -test.run '^$' -test.bench "^BenchmarkProduce\$/^${setup}\$" \
+    -test.benchtime "$BENCHTIME" -test.benchmem "${prof[@]}") | tee -a "$tmp/raw.txt" |
+    awk '/^BenchmarkProduce\// { for (i = 1; i <= NF; i++) if ($(i+1) == "MB/s") { split($1, n, "/"); print n[4] "/" n[5] "/" n[6], $i } }' |
+    sed -E 's/-[0-9]+ / /' >"$tmp/tput-${setup//[=\/]/_}"
+}
+run_bench 'rf=1/acks=1'
+run_bench 'rf=3/acks=all'
+
+echo
+echo "throughput, closed loop (p partitions, c producer goroutines each with its own connection, batch of 1 KiB records):"
+printf "%-24s %14s %16s %8s\n" config "RF=1 acks=1" "RF=3 acks=all" ratio
+LC_ALL=C join "$tmp/tput-rf_1_acks_1" "$tmp/tput-rf_3_acks_all" |
+  awk '{ printf "%-24s %9.1f MB/s %11.1f MB/s %8.2f\n", $1, $2, $3, $3 / $2 }'
+
+STRATA_BENCH_RATE_MB=$RATE_MB STRATA_BENCH_SECONDS=$SECONDS_LAT \
+  "$bin" -test.run '^$' -test.bench '^BenchmarkProduceLatency$' -test.benchtime 1x | tee -a "$tmp/raw.txt" >"$tmp/lat"
+echo
+echo "latency at a fixed rate of $RATE_MB MB/s, open loop, 16 KiB batches, 4 partitions, ${SECONDS_LAT}s:"
+printf "%-16s %10s %10s %10s %10s %10s\n" setup "MB/s" "p50 ms" "p99 ms" "p99.9 ms" "max ms"
+awk '/^BenchmarkProduceLatency\// {
+  split($1, n, "/"); name = n[2] "/" n[3]; sub(/-[0-9]+$/, "", name)
+  for (i = 1; i <= NF; i++) v[$(i+1)] = $i
+  printf "%-16s %10.1f %10.2f %10.2f %10.2f %10.2f\n", name, v["MB/s"], v["ms-p50"], v["ms-p99"], v["ms-p99.9"], v["ms-max"]
+}' "$tmp/lat"
+if grep -q -E '^(--- FAIL|FAIL)' "$tmp/raw.txt"; then
+  echo; grep -E -A3 '^--- FAIL' "$tmp/raw.txt" || true
+  echo "FAILED"; exit 1
+fi
+echo
+echo "load after: $(load)"
