@@ -140,18 +140,28 @@ func (c *testCluster) createTopic(name string, partitions, rf int32, configs map
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := c.ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
-		resp, err := cl.CreateTopics(ctx, &pb.CreateTopicsRequest{Topics: []*pb.CreatableTopic{{Name: name, NumPartitions: partitions, ReplicationFactor: rf, Configs: configs}}})
+	for {
+		var code pb.ErrorCode
+		err := c.ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
+			resp, err := cl.CreateTopics(ctx, &pb.CreateTopicsRequest{Topics: []*pb.CreatableTopic{{Name: name, NumPartitions: partitions, ReplicationFactor: rf, Configs: configs}}})
+			if err != nil {
+				return err
+			}
+			if r := resp.Topics[0]; r.ErrorCode != pb.ErrorCode_NONE {
+				code = r.ErrorCode
+				return fmt.Errorf("create topic: %v %s", r.ErrorCode, r.ErrorMessage)
+			}
+			return nil
+		})
+		// A broker that just started may not be unfenced at the controller yet.
+		if code == pb.ErrorCode_INVALID_REPLICATION_FACTOR && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		if err != nil {
-			return err
+			c.t.Fatal(err)
 		}
-		if r := resp.Topics[0]; r.ErrorCode != pb.ErrorCode_NONE {
-			return fmt.Errorf("create topic: %v %s", r.ErrorCode, r.ErrorMessage)
-		}
-		return nil
-	})
-	if err != nil {
-		c.t.Fatal(err)
+		return
 	}
 }
 

@@ -22,13 +22,26 @@ func (b *Broker) register(ctx context.Context) error {
 		PreviousBrokerEpoch: -1,
 	}
 	var resp *pb.RegisterBrokerResponse
-	err = b.ctrl.call(ctx, false, func(ctx context.Context, c pb.ControllerServiceClient) error {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		var err error
-		resp, err = c.RegisterBroker(cctx, req)
-		return err
-	})
+	for {
+		err = b.ctrl.call(ctx, false, func(ctx context.Context, c pb.ControllerServiceClient) error {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			var err error
+			resp, err = c.RegisterBroker(cctx, req)
+			return err
+		})
+		// After a crash the previous process's session lives on until it
+		// times out: wait for it.
+		if info := errorInfo(err); info != nil && info.Code == pb.ErrorCode_DUPLICATE_BROKER_REGISTRATION && ctx.Err() == nil {
+			b.log.Info("broker: waiting for the previous session of this broker id to expire", "msg", info.Message)
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		break
+	}
 	if err != nil {
 		return err
 	}
