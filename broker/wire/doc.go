@@ -25,7 +25,14 @@
 // (fields in number order, proto3 zero values omitted, unknown fields last;
 // the messages have no maps, so deterministic marshalling is the same too):
 // the peer decodes it with any protobuf library, and the codec is invisible
-// to it. Unmarshal is the default proto codec's.
+// to it.
+//
+// Unmarshal decodes exactly as proto.Unmarshal does. For a FetchResponse or
+// SubscribeResponse of 16 KiB or more it gathers the received frames once
+// into a new buffer and leaves the records fields as slices of it (capacity
+// cut to length), instead of the default codec's gather-then-copy; every
+// other field goes through proto.Unmarshal. Everything else is the default
+// proto codec's.
 //
 // # Who owns the records memory
 //
@@ -80,9 +87,11 @@
 // sendfile path: the socket copy (d) stays; only a raw TCP transport with
 // storage.Region.WriteTo (sendfile) would remove it.
 //
-// The receiving client copies too: gRPC gathers the frames into one buffer
-// and proto.Unmarshal copies the records out of it (2 copies); this codec
-// does not change that.
+// The receiving client, after the kernel's copy out of the socket and the
+// HTTP/2 framer's copy of each DATA frame into a pooled buffer, copies again
+// to decode: the default codec gathers the frames into one buffer and
+// proto.Unmarshal copies the records out of it (2 copies); this codec
+// gathers them into one buffer that the records then alias (1 copy).
 //
-// Figures (go test -bench, this package): see README.md in this directory.
+// Figures, with the commands that produced them: README.md in this directory.
 package wire
