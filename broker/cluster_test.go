@@ -188,7 +188,7 @@ func (c *testCluster) leaderOf(topic string, partition int32, minISR int) int32 
 			c.mu.Lock()
 			_, live := c.brokers[p.LeaderId]
 			c.mu.Unlock()
-			if live && len(p.Isr) >= minISR {
+			if live && len(p.Isr) >= minISR && c.leadsItself(p.LeaderId, topic, partition, p.LeaderEpoch) {
 				return p.LeaderId
 			}
 		}
@@ -196,6 +196,19 @@ func (c *testCluster) leaderOf(topic string, partition int32, minISR int) int32 
 	}
 	c.t.Fatalf("no leader for %s-%d with ISR >= %d", topic, partition, minISR)
 	return -1
+}
+
+// leadsItself reports whether broker id's own metadata names it the leader
+// of the partition at epoch (it then hosts the leader replica).
+func (c *testCluster) leadsItself(id int32, topic string, partition, epoch int32) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := c.client(id).Metadata(ctx, &pb.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(resp.Topics) == 0 || len(resp.Topics[0].Partitions) <= int(partition) {
+		return false
+	}
+	p := resp.Topics[0].Partitions[partition]
+	return p.LeaderId == id && p.LeaderEpoch == epoch
 }
 
 func batchOf(t *testing.T, values ...string) []byte {

@@ -64,16 +64,18 @@ func (b *Broker) followMetadata() {
 				b.log.Warn("broker: metadata batch rejected", "err", rerr)
 			}
 		}
-		if next != img {
-			img = next
-			b.publishImage(img)
-		}
+		img = next
 		if !caughtUpOnce && img.Offset() >= resp.HighWaterOffset {
 			caughtUpOnce = true
 		}
+		// Replicas first, then the image: whoever sees this broker named as
+		// a leader in its Metadata finds the replica ready.
 		if caughtUpOnce && applied != img {
 			b.replicas.apply(img)
 			applied = img
+		}
+		if b.image.Load() != img {
+			b.publishImage(img)
 		}
 	}
 }
