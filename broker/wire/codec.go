@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
@@ -72,26 +71,11 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return protoCodec.Marshal(v)
 }
 
-// Unmarshal decodes data into v exactly as proto.Unmarshal does. A
-// FetchResponse or SubscribeResponse of at least 16 KiB is decoded by
-// aliasing: the received bytes are gathered once into a new buffer and the
-// records fields are slices of it (one copy instead of the default codec's
-// two; the records of one response share one allocation). Anything else
-// goes to the default proto codec. Either way data may be freed when it
-// returns.
+// Unmarshal is the default proto codec's: it copies what it keeps, so data
+// may be freed when it returns. (An aliasing decoder — records as slices of
+// one gathered buffer — was measured and gained nothing: Go zeroes that new
+// buffer, which costs what the default's second copy does.)
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	switch m := v.(type) {
-	case *pb.FetchResponse:
-		if m != nil && data.Len() >= aliasMin {
-			proto.Reset(m)
-			return unmarshalAliased(data, m)
-		}
-	case *pb.SubscribeResponse:
-		if m != nil && data.Len() >= aliasMin {
-			proto.Reset(m)
-			return unmarshalAliased(data, m)
-		}
-	}
 	return protoCodec.Unmarshal(data, v)
 }
 
