@@ -299,3 +299,12 @@ func (b *Broker) LogEndOffset(topic string, partition int32) int64 {
 	}
 	return -1
 }
+
+// LogStartOffset is this broker's local log start offset of a partition, -1
+// when it hosts no replica of it.
+func (b *Broker) LogStartOffset(topic string, partition int32) int64 {
+	if p := b.replicas.get(topic, partition); p != nil {
+		return p.Log().LogStartOffset()
+	}
+	return -1
+}

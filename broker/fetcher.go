@@ -720,6 +720,12 @@ func (s *fetcherSource) applyLocked(e *fetcherEntry, r *pb.FetchPartitionResult)
 		return false
 	}
 	fp.truncated = false
+	// Records the leader deleted (DeleteRecords, retention) go here too.
+	if ls := r.GetLogStartOffset(); ls > p.Log().LogStartOffset() && ls <= p.Log().LogEndOffset() {
+		if _, err := p.Log().DeleteRecordsBefore(ls); err != nil {
+			s.logger.Warn("follow the leader's log start", "topic", st.Topic, "partition", st.Index, "err", err)
+		}
+	}
 	return len(whole) > 0 || p.HighWatermark() != before
 }
 

@@ -23,7 +23,8 @@ type replicaManager struct {
 
 	mu struct {
 		sync.RWMutex
-		parts map[storage.TopicPartition]*Partition
+		parts     map[storage.TopicPartition]*Partition
+		throttled map[storage.TopicPartition]bool // followers fetching as reassignment traffic
 	}
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -32,6 +33,7 @@ type replicaManager struct {
 func newReplicaManager(b *Broker) *replicaManager {
 	m := &replicaManager{b: b, conns: map[string]*grpc.ClientConn{}}
 	m.mu.parts = map[storage.TopicPartition]*Partition{}
+	m.mu.throttled = map[storage.TopicPartition]bool{}
 	return m
 }
 
@@ -150,12 +152,17 @@ func (m *replicaManager) applyPartition(img *raftfsm.Image, t *raftfsm.Topic, tp
 		m.b.fetchers.RemovePartition(p)
 		return nil
 	}
-	if changed {
+	throttled := slices.Contains(ip.Adding, m.b.cfg.NodeID) // reassignment traffic
+	m.mu.Lock()
+	throttleChanged := m.mu.throttled[tp] != throttled
+	m.mu.throttled[tp] = throttled
+	m.mu.Unlock()
+	if changed || throttleChanged {
 		addr, ok := brokerAddr(img, st.Leader)
 		if !ok {
 			return fmt.Errorf("leader %d has no %s listener in the metadata", st.Leader, ListenerName)
 		}
-		m.b.fetchers.AddPartition(p, st.Leader, addr, slices.Contains(ip.Adding, m.b.cfg.NodeID))
+		m.b.fetchers.AddPartition(p, st.Leader, addr, throttled)
 	}
 	return nil
 }
@@ -167,6 +174,7 @@ func (m *replicaManager) remove(tp storage.TopicPartition) {
 	m.mu.Lock()
 	p := m.mu.parts[tp]
 	delete(m.mu.parts, tp)
+	delete(m.mu.throttled, tp)
 	m.mu.Unlock()
 	if p == nil {
 		return

@@ -83,4 +83,3 @@ func waitReady(ctx context.Context, n *node, limit time.Duration) error {
 		}
 	}
 }
-

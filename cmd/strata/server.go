@@ -36,6 +36,7 @@ type serverOptions struct {
 	brokerAddr     string
 	metricsAddr    string
 	rack           string
+	throttle       int64
 	advertiseAddr  string
 	quorum         string
 	timeouts       string
@@ -88,6 +89,7 @@ lines (# starts a comment); flags on the command line win.`,
 	f.StringVar(&o.brokerAddr, "broker-addr", broker.DefaultAddr, "listen address of the broker's gRPC service (clients and replication)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9644", "listen address for /healthz, /readyz and /debug/pprof/ (empty: off)")
 	f.StringVar(&o.rack, "rack", "", "the broker's rack, for rack-aware replica placement")
+	f.Int64Var(&o.throttle, "replication-throttle", 0, "bytes/s cap on replication traffic of partitions being reassigned to this broker (0: none)")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes use to reach this controller (default: --controller-addr)")
 	f.StringVar(&o.quorum, "quorum", "", "controller voters: id@host:port,... (identical on every voter)")
 	f.StringVar(&o.timeouts, "raft-timeouts", "default", `Raft timeout profile: "default" (hashicorp/raft's, ~1 s) or "tuned" (LAN, ~150 ms)`)
@@ -148,6 +150,9 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --raft-timeouts: %v", errUsage, err)
 	}
+	if o.throttle < 0 {
+		return nil, fmt.Errorf("%w: --replication-throttle must be >= 0", errUsage)
+	}
 	if o.quorum == "" {
 		return nil, fmt.Errorf("%w: --quorum is required (id@host:port,... of the controller voters)", errUsage)
 	}
@@ -184,6 +189,7 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 		n.broker, err = broker.New(broker.Config{
 			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.brokerAddr, Rack: o.rack,
 			Controllers: addrs, Logger: n.log,
+			Fetcher: broker.FetcherConfig{ThrottleBytesPerSec: o.throttle},
 		})
 		if err == nil {
 			err = n.broker.Start(ctx)
