@@ -299,26 +299,17 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 // shutdown clean so the next open skips recovery. A failure anywhere leaves
 // the marker out.
 func (m *Manager) Close() error {
-	m.mu.Lock()
-	if m.mu.closed {
-		m.mu.Unlock()
+	logs, ok := m.markClosed()
+	if !ok {
 		return nil
 	}
-	m.mu.closed = true
-	logs := m.mu.logs
-	m.mu.Unlock()
 	var errs []error
 	for tp, l := range logs {
 		if err := l.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
 		}
 	}
-	errs = append(errs, m.Checkpoint())
-	for tp, l := range logs {
-		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
-		}
-	}
+	errs = append(errs, m.Checkpoint(), closeLogs(logs))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -332,14 +323,26 @@ func (m *Manager) Close() error {
 // clean shutdown: what a crash leaves behind, for tests and for a process
 // that must stop at once. The next open recovers.
 func (m *Manager) Abandon() error {
-	m.mu.Lock()
-	if m.mu.closed {
-		m.mu.Unlock()
+	logs, ok := m.markClosed()
+	if !ok {
 		return nil
 	}
+	return closeLogs(logs)
+}
+
+// markClosed marks the manager closed and returns its logs; ok is false if
+// it was closed already.
+func (m *Manager) markClosed() (map[TopicPartition]*Log, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		return nil, false
+	}
 	m.mu.closed = true
-	logs := m.mu.logs
-	m.mu.Unlock()
+	return m.mu.logs, true
+}
+
+func closeLogs(logs map[TopicPartition]*Log) error {
 	var errs []error
 	for tp, l := range logs {
 		if err := l.Close(); err != nil {
