@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -36,6 +37,29 @@ var backgroundDelays = func() []time.Duration {
 }()
 
 func noop() {}
+
+// cpuMeter adds up the process's CPU time (user+system, all threads: the
+// runtime's timer work and the callbacks' goroutines count too) over the
+// timed parts of a benchmark and reports it per op as "cpu-ns/op". On a
+// shared machine it is steadier than ns/op, which counts time spent
+// descheduled.
+type cpuMeter struct {
+	total, from time.Duration
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (m *cpuMeter) start() { m.from = processCPU() }
+func (m *cpuMeter) stop()  { m.total += processCPU() - m.from }
+func (m *cpuMeter) report(b *testing.B) {
+	b.ReportMetric(float64(m.total.Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
 
 func heapBytes() uint64 {
 	runtime.GC()
@@ -93,23 +117,31 @@ func requestDelay(i int) time.Duration {
 func BenchmarkWheelInsert(b *testing.B) {
 	tm := benchWheel(b)
 	fillWheel(b, tm)
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu.start()
 	for i := range b.N {
 		tm.Schedule(requestDelay(i), noop)
 	}
+	cpu.stop()
+	cpu.report(b)
 }
 
 func BenchmarkAfterFuncInsert(b *testing.B) {
 	defer stopAll(fillAfterFunc(b))
 	extra := make([]*time.Timer, 0, b.N)
 	defer func() { stopAll(extra) }()
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu.start()
 	for i := range b.N {
 		extra = append(extra, time.AfterFunc(requestDelay(i), noop))
 	}
+	cpu.stop()
 	b.StopTimer()
+	cpu.report(b)
 }
 
 // Cancel: completing a request cancels its timeout. Each batch of tasks is
@@ -118,6 +150,7 @@ func BenchmarkWheelCancel(b *testing.B) {
 	tm := benchWheel(b)
 	fillWheel(b, tm)
 	batch := make([]*Task, batchOps)
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
@@ -127,16 +160,20 @@ func BenchmarkWheelCancel(b *testing.B) {
 			batch[i] = tm.Schedule(requestDelay(done+i), noop)
 		}
 		b.StartTimer()
+		cpu.start()
 		for i := range n {
 			batch[i].Cancel()
 		}
+		cpu.stop()
 		done += n
 	}
+	cpu.report(b)
 }
 
 func BenchmarkAfterFuncStop(b *testing.B) {
 	defer stopAll(fillAfterFunc(b))
 	batch := make([]*time.Timer, batchOps)
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
@@ -146,11 +183,14 @@ func BenchmarkAfterFuncStop(b *testing.B) {
 			batch[i] = time.AfterFunc(requestDelay(done+i), noop)
 		}
 		b.StartTimer()
+		cpu.start()
 		for i := range n {
 			batch[i].Stop()
 		}
+		cpu.stop()
 		done += n
 	}
+	cpu.report(b)
 }
 
 // Expire: batches of up to 1M tasks with deadlines 1-10 ms away are
@@ -175,8 +215,10 @@ func expireDelay(i int) time.Duration { return time.Millisecond + time.Duration(
 func BenchmarkWheelExpire(b *testing.B) {
 	tm := benchWheel(b)
 	fillWheel(b, tm)
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu.start()
 	for done := 0; done < b.N; {
 		n := min(pendingOps, b.N-done)
 		expiring.Store(int64(n))
@@ -186,12 +228,16 @@ func BenchmarkWheelExpire(b *testing.B) {
 		waitExpired(b)
 		done += n
 	}
+	cpu.stop()
+	cpu.report(b)
 }
 
 func BenchmarkAfterFuncExpire(b *testing.B) {
 	defer stopAll(fillAfterFunc(b))
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu.start()
 	for done := 0; done < b.N; {
 		n := min(pendingOps, b.N-done)
 		expiring.Store(int64(n))
@@ -201,6 +247,8 @@ func BenchmarkAfterFuncExpire(b *testing.B) {
 		waitExpired(b)
 		done += n
 	}
+	cpu.stop()
+	cpu.report(b)
 }
 
 // benchOp is a request waiting for its partition's HW to reach need.
@@ -238,8 +286,10 @@ func BenchmarkPurgatoryWatchComplete(b *testing.B) {
 	for i := range hot {
 		hot[i] = []int{i}
 	}
+	var cpu cpuMeter
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu.start()
 	for i := range b.N {
 		k := i % partitions
 		op := &benchOp{hw: &hws[k], need: hws[k].Load() + 1}
@@ -251,7 +301,9 @@ func BenchmarkPurgatoryWatchComplete(b *testing.B) {
 			b.Fatal("CheckAndComplete did not complete the operation")
 		}
 	}
+	cpu.stop()
 	b.StopTimer()
+	cpu.report(b)
 	if p.Delayed() != pendingOps {
 		b.Fatalf("Delayed = %d", p.Delayed())
 	}
@@ -271,8 +323,10 @@ func BenchmarkWheelTimeouts(b *testing.B) {
 			tm.stopOnce.Do(func() { close(tm.stopc) }) // park the goroutine; Add still works
 			<-tm.done
 			rng := rand.New(rand.NewPCG(5, 5))
+			var cpu cpuMeter
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu.start()
 			for done := 0; done < b.N; {
 				n := min(pendingOps, b.N-done)
 				for range n {
@@ -292,7 +346,9 @@ func BenchmarkWheelTimeouts(b *testing.B) {
 				}
 				done += n
 			}
+			cpu.stop()
 			b.StopTimer()
+			cpu.report(b)
 			b.ReportMetric(float64(tm.mu.moves)/float64(b.N), "cascades/op")
 		})
 	}
