@@ -373,3 +373,21 @@ func TestPurgatoryStructKeys(t *testing.T) {
 		t.Fatal("struct keys: wrong operations completed")
 	}
 }
+
+func TestPurgatoryRealClock(t *testing.T) {
+	p := NewPurgatory[string](Config{})
+	defer p.Shutdown()
+	var a partition
+	expired := make(chan struct{})
+	op := &waitOp{t: t, parts: []*partition{&a}, need: 1, onDone: func() { close(expired) }}
+	start := time.Now()
+	p.TryCompleteElseWatch(op, []string{"a"}, 20*time.Millisecond)
+	select {
+	case <-expired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("operation did not expire on the real clock")
+	}
+	if el := time.Since(start); el < 20*time.Millisecond || op.exp.Load() != 1 {
+		t.Fatalf("expired after %v (exp %d), want >= 20ms", el, op.exp.Load())
+	}
+}

@@ -222,10 +222,9 @@ func (t *Timer) Len() int {
 
 // Poll makes the timer goroutine advance the wheel to the clock's current
 // time and run every task due by then, and returns once they have run, with
-// their number (plus any run by a wake-up Poll happened to share). The
-// goroutine does this by itself when a bucket comes due; Poll is for tests on
-// a FakeClock (Advance, then Poll). It must not be called from a task's
-// callback. After Stop it returns 0.
+// how many ran in that pass. The goroutine does this by itself when a bucket
+// comes due; Poll is for tests on a FakeClock (Advance, then Poll). It must
+// not be called from a task's callback. After Stop it returns 0.
 func (t *Timer) Poll() int {
 	r := make(chan int, 1)
 	select {

@@ -53,8 +53,14 @@ func advanceTo(tm *Timer, clk *FakeClock, at time.Time) {
 // each step exactly the tasks whose deadline has passed have run, in deadline
 // order, none early.
 func TestTimerFiresOnTimeAcrossLevels(t *testing.T) {
+	for _, size := range []int{4, 20, DefaultWheelSize} {
+		t.Run(itoa(size), func(t *testing.T) { testFiresOnTime(t, size) })
+	}
+}
+
+func testFiresOnTime(t *testing.T, size int) {
 	const tick = time.Millisecond
-	tm, clk := newFakeTimer(t, tick, 20)
+	tm, clk := newFakeTimer(t, tick, size)
 	var f firing
 	rng := rand.New(rand.NewPCG(1, 2))
 	deadline := map[int]time.Time{}
@@ -260,6 +266,37 @@ func TestTimerStop(t *testing.T) {
 	}
 	if tasks[0].Cancel() {
 		t.Fatal("Cancel of a dropped task = true")
+	}
+}
+
+// TestTimerWakesForEarlierTask: the timer goroutine sleeps until its earliest
+// bucket; a task added earlier than that wakes it, with no Poll.
+func TestTimerWakesForEarlierTask(t *testing.T) {
+	tm, clk := newFakeTimer(t, time.Millisecond, 20)
+	fired := make(chan int, 3)
+	tm.Schedule(time.Hour, func() { fired <- 1 })
+	tm.Poll() // the goroutine now sleeps until the hour's bucket
+	tm.Schedule(5*time.Millisecond, func() { fired <- 2 })
+	tm.Schedule(0, func() { fired <- 3 })
+	select {
+	case id := <-fired:
+		if id != 3 {
+			t.Fatalf("task %d ran first, want the due task 3", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a due task did not wake the timer goroutine")
+	}
+	clk.Advance(5 * time.Millisecond) // fires the goroutine's clock timer
+	select {
+	case id := <-fired:
+		if id != 2 {
+			t.Fatalf("task %d ran, want 2", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the 5ms task did not run after the clock reached it")
+	}
+	if n := tm.Len(); n != 1 {
+		t.Fatalf("Len = %d, want 1 (the hour task)", n)
 	}
 }
 
