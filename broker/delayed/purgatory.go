@@ -12,7 +12,8 @@ import (
 // its offset, a fetch waiting for min_bytes.
 //
 // The purgatory calls exactly one of OnComplete and OnExpiration, exactly once,
-// and after it no more TryComplete.
+// and after it no more TryComplete. An Operation value is passed to
+// TryCompleteElseWatch once; a retried request is a new Operation.
 type Operation interface {
 	// TryComplete reports whether the operation's condition holds now; the
 	// purgatory then completes it (OnComplete), unless it completed otherwise
@@ -148,14 +149,18 @@ func (p *Purgatory[K]) TryCompleteElseWatch(op Operation, keys []K, timeout time
 	// The timeout goes in before the entry turns watching, so whoever
 	// completes a watching entry may cancel its task (Add happened before).
 	added := p.timer.Add(&e.task, timeout)
+	// Count before the entry turns watching, so the decrement of whoever
+	// completes it never comes first.
+	p.live.Add(int64(e.nkeys))
+	p.delayed.Add(1)
 	if !e.state.CompareAndSwap(stateNew, stateWatching) {
 		// Completed or expired meanwhile by another goroutine.
+		p.live.Add(-int64(e.nkeys))
+		p.delayed.Add(-1)
 		e.task.Cancel()
 		p.maybePurge()
 		return false
 	}
-	p.live.Add(int64(e.nkeys))
-	p.delayed.Add(1)
 	if !added {
 		// The timer is stopped: Shutdown is under way and will not see this
 		// entry in its timer; expire it here.

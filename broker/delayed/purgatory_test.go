@@ -181,6 +181,9 @@ func TestPurgatoryExactlyOnceUnderRaces(t *testing.T) {
 			}
 			clk.Advance(2 * time.Millisecond)
 			p.Poll()
+			if d := p.Delayed(); d < 0 {
+				t.Errorf("Delayed = %d", d)
+			}
 		}
 	}()
 	var prod sync.WaitGroup
