@@ -10,6 +10,10 @@ import (
 type Clock interface {
 	// Now returns the current time. It must never go backwards.
 	Now() time.Time
+	// Since returns the time elapsed since t, a time this clock returned. The
+	// timer reads the clock through Since on every Add: time.Since reads only
+	// the monotonic clock, half the cost of time.Now.
+	Since(t time.Time) time.Duration
 	// NewTimer returns a one-shot timer that sends on its channel once d has
 	// passed on this clock.
 	NewTimer(d time.Duration) ClockTimer
@@ -28,6 +32,9 @@ type RealClock struct{}
 
 // Now returns time.Now().
 func (RealClock) Now() time.Time { return time.Now() }
+
+// Since returns time.Since(t).
+func (RealClock) Since(t time.Time) time.Duration { return time.Since(t) }
 
 // NewTimer returns a time.Timer.
 func (RealClock) NewTimer(d time.Duration) ClockTimer { return realTimer{time.NewTimer(d)} }
@@ -56,6 +63,9 @@ func (c *FakeClock) Now() time.Time {
 	defer c.mu.Unlock()
 	return c.now
 }
+
+// Since returns the fake time elapsed since t.
+func (c *FakeClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
 // Advance moves the fake time forward by d (d < 0 is ignored) and fires every
 // timer whose deadline has been reached.

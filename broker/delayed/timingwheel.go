@@ -193,11 +193,11 @@ func (t *Timer) Schedule(delay time.Duration, fn func()) *Task {
 
 // Add schedules task to expire once delay has passed. It returns false, and
 // schedules nothing, if the timer is stopped or task was added before. O(1):
-// one clock read, one lock, a list append and, when the bucket was empty, a
+// one monotonic clock read, one lock, a list append and, when the bucket was empty, a
 // push on a heap of at most levels*wheelSize buckets.
 func (t *Timer) Add(task *Task, delay time.Duration) bool {
 	delay = min(max(delay, 0), maxDelay)
-	elapsed := max(t.clock.Now().Sub(t.epoch), 0)
+	elapsed := max(t.clock.Since(t.epoch), 0)
 	at := (int64(elapsed) + int64(delay) + t.tick - 1) / t.tick
 
 	t.mu.Lock()
@@ -283,7 +283,7 @@ func (t *Timer) stop() []*Task {
 }
 
 func (t *Timer) nowTicks() int64 {
-	return int64(max(t.clock.Now().Sub(t.epoch), 0)) / t.tick
+	return int64(max(t.clock.Since(t.epoch), 0)) / t.tick
 }
 
 // run is the timer goroutine: it sleeps until the earliest queued bucket is
@@ -320,8 +320,7 @@ func (t *Timer) run() {
 		var ct ClockTimer
 		var fired <-chan time.Time
 		if next != math.MaxInt64 {
-			deadline := t.epoch.Add(time.Duration(next * t.tick))
-			ct = t.clock.NewTimer(deadline.Sub(t.clock.Now()))
+			ct = t.clock.NewTimer(time.Duration(next*t.tick) - t.clock.Since(t.epoch))
 			fired = ct.C()
 		}
 		select {
