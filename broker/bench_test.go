@@ -11,7 +11,10 @@ package broker_test
 // Records are 1 KiB values with no key; a batch is RecordBatch v2 bytes built
 // once per producer goroutine and sent raw (ProducePartition.records), one
 // partition per request, so MB/s counts batch bytes (1e6 bytes per MB, as
-// the testing package does).
+// the testing package does). MB/cpu-s is the same bytes per CPU second of
+// the whole process (client, brokers and controller share it), a figure that
+// other load on the machine barely moves. STRATA_BENCH_FETCH_WAIT_MS sets
+// the replica fetchers' long-poll wait (default 500).
 
 import (
 	"bytes"
@@ -25,6 +28,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +74,7 @@ func newBenchCluster(tb testing.TB, voters, brokers int) *benchCluster {
 			NodeID: id, DataDir: filepath.Join(dir, fmt.Sprint(id)), Listener: ln,
 			Controllers: c.ctrl.Addrs, MetadataMaxWait: 200 * time.Millisecond,
 			ShutdownTimeout: 10 * time.Second, Logger: testLogger(),
+			Fetcher: broker.FetcherConfig{MaxWait: time.Duration(envFloat(tb, "STRATA_BENCH_FETCH_WAIT_MS", 500)) * time.Millisecond},
 		})
 		if err != nil {
 			tb.Fatal(err)
@@ -293,6 +298,7 @@ func runProduce(b *testing.B, ps []*producer) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, len(ps))
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for _, p := range ps {
 		wg.Go(func() {
@@ -307,10 +313,25 @@ func runProduce(b *testing.B, ps []*producer) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	// Bytes per CPU second of the whole process (client, brokers and
+	// controller together): unlike MB/s it hardly depends on what else runs
+	// on the machine, and nproc times it bounds MB/s on idle cores.
+	if cpu := (cpuTime() - cpu0).Seconds(); cpu > 0 {
+		b.ReportMetric(float64(b.N)*float64(ps[0].size)/1e6/cpu, "MB/cpu-s")
+	}
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // envFloat reads a positive number from the environment, or returns def.

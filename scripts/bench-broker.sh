@@ -30,7 +30,7 @@ run_bench() {
   fi
   (cd "$tmp" && "$bin" -test.run '^$' -test.bench "^BenchmarkProduce\$/^${setup}\$" \
     -test.benchtime "$BENCHTIME" -test.benchmem "${prof[@]}") | tee -a "$tmp/raw.txt" |
-    awk '/^BenchmarkProduce\// { for (i = 1; i <= NF; i++) if ($(i+1) == "MB/s") { split($1, n, "/"); print n[4] "/" n[5] "/" n[6], $i } }' |
+    awk '/^BenchmarkProduce\// { split($1, n, "/"); for (i = 1; i <= NF; i++) v[$(i+1)] = $i; print n[4] "/" n[5] "/" n[6], v["MB/s"], v["MB/cpu-s"] }' |
     sed -E 's/-[0-9]+ / /' >"$tmp/tput-${setup//[=\/]/_}"
 }
 run_bench 'rf=1/acks=1'
@@ -38,9 +38,10 @@ run_bench 'rf=3/acks=all'
 
 echo
 echo "throughput, closed loop (p partitions, c producer goroutines each with its own connection, batch of 1 KiB records):"
-printf "%-24s %14s %16s %8s\n" config "RF=1 acks=1" "RF=3 acks=all" ratio
+echo "(MB/cpu-s: bytes per CPU second of the whole process, client included; it hardly depends on other load)"
+printf "%-22s %12s %12s %14s %12s %7s %9s\n" config "RF=1 MB/s" "MB/cpu-s" "RF=3all MB/s" "MB/cpu-s" ratio "cpu ratio"
 LC_ALL=C join "$tmp/tput-rf_1_acks_1" "$tmp/tput-rf_3_acks_all" |
-  awk '{ printf "%-24s %9.1f MB/s %11.1f MB/s %8.2f\n", $1, $2, $3, $3 / $2 }'
+  awk '{ printf "%-22s %12.1f %12.1f %14.1f %12.1f %7.2f %9.2f\n", $1, $2, $3, $4, $5, $4 / $2, $5 / $3 }'
 
 STRATA_BENCH_RATE_MB=$RATE_MB STRATA_BENCH_SECONDS=$SECONDS_LAT \
   "$bin" -test.run '^$' -test.bench '^BenchmarkProduceLatency$' -test.benchtime 1x | tee -a "$tmp/raw.txt" >"$tmp/lat"
