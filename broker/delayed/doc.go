@@ -40,11 +40,11 @@
 // at level 0 and never cascades and a 30 s produce timeout cascades once; with
 // 20 buckets they cascade two and three times. BenchmarkWheelTimeouts (1M
 // timeouts uniform in 0.1-30 s, run to expiry) counts 0.98 cascades per task
-// for 512 buckets, 1.84 for 64 and 2.59 for 20, and measured 620-720 ns of CPU
-// per task (insert to callback) for 512, 620-660 for 64 and 710-810 for 20 on
-// the shared 2-core machine: most of the cost is the insert's allocation and
-// the GC, not the cascades, so 64 and 512 tie and 512 keeps fetch waits off
-// the cascade path. The cost of 512 is memory: 16 KiB of buckets per level
+// for 512 buckets, 1.84 for 64 and 2.59 for 20; the CPU per task (insert to
+// callback) on the shared 2-core machine was 490-720 ns for 512 and 64 alike
+// and about 100 ns more for 20. Most of the cost is the insert's allocation
+// and the GC, not the cascades, so 64 and 512 tie and 512 keeps fetch waits
+// off the cascade path. The cost of 512 is memory: 16 KiB of buckets per level
 // and a heap of at most a few thousand buckets.
 //
 // Callbacks. Expired tasks run on the timer goroutine, one at a time, after
@@ -84,6 +84,8 @@
 //	OnComplete    the goroutine whose TryComplete succeeded: the caller of
 //	              TryCompleteElseWatch or CheckAndComplete
 //	OnExpiration  the timer goroutine (timeouts), or the caller of Shutdown
+//	              (or of TryCompleteElseWatch, for an operation submitted as
+//	              or after the purgatory shuts down)
 //	purge         the timer goroutine (scheduled when needed), or PurgeCompleted's caller
 //
 // Lock ordering. The purgatory has three kinds of lock: an operation's mutex,

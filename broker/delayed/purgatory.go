@@ -15,9 +15,10 @@ import (
 // and after it no more TryComplete. An Operation value is passed to
 // TryCompleteElseWatch once; a retried request is a new Operation.
 type Operation interface {
-	// TryComplete reports whether the operation's condition holds now; the
-	// purgatory then completes it (OnComplete), unless it completed otherwise
-	// first. Calls for one operation never overlap and none starts after it
+	// TryComplete reports whether the operation can be answered now — its
+	// condition holds, or can no longer hold (the partition's leadership
+	// moved: OnComplete then answers with the error) — and the purgatory then
+	// completes it (OnComplete), unless it completed otherwise first. Calls for one operation never overlap and none starts after it
 	// completed, so TryComplete may read state without its own lock. It may take
 	// the caller's locks (a partition's) but must not call into the purgatory
 	// or block for long.
@@ -28,7 +29,9 @@ type Operation interface {
 	OnComplete()
 	// OnExpiration answers the request when its timeout passed or the
 	// purgatory shut down before its condition held. It runs once, with no
-	// lock held, on the timer goroutine (timeouts) or the caller of Shutdown.
+	// lock held, on the timer goroutine (timeouts) or the caller of Shutdown
+	// (or, for an operation submitted while or after the purgatory shuts down,
+	// the caller of TryCompleteElseWatch).
 	// On the timer goroutine it delays other expirations while it runs: keep it
 	// short and never block on the purgatory (Shutdown, Poll) from it.
 	OnExpiration()
