@@ -49,9 +49,9 @@ func advanceTo(tm *Timer, clk *FakeClock, at time.Time) {
 
 // TestTimerFiresOnTimeAcrossLevels schedules deadlines from one tick to days
 // away (several levels of a 20-slot wheel), some added after the clock moved,
-// and walks the clock through every deadline and the instant before it: after
-// each step exactly the tasks whose deadline has passed have run, in deadline
-// order, none early.
+// cancels some along the way, and walks the clock through every deadline and
+// the tick before it: after each step exactly the tasks whose deadline has
+// passed have run, in deadline order, none early, no cancelled one.
 func TestTimerFiresOnTimeAcrossLevels(t *testing.T) {
 	for _, size := range []int{4, 20, DefaultWheelSize} {
 		t.Run(itoa(size), func(t *testing.T) { testFiresOnTime(t, size) })
@@ -66,10 +66,12 @@ func testFiresOnTime(t *testing.T, size int) {
 	deadline := map[int]time.Time{}
 	fixed := []time.Duration{tick, 2 * tick, 19 * tick, 20 * tick, 21 * tick, 399 * tick, 400 * tick, 401 * tick,
 		8 * time.Second, 160 * time.Second, time.Hour, 3 * time.Hour, 30 * time.Hour, 1500 * time.Microsecond}
+	tasks := map[int]*Task{}
+	cancelled := map[int]bool{}
 	id := 0
 	add := func(d time.Duration) {
 		deadline[id] = clk.Now().Add(d)
-		if tm.Schedule(d, f.fn(id)) == nil {
+		if tasks[id] = tm.Schedule(d, f.fn(id)); tasks[id] == nil {
 			t.Fatal("Schedule on a running timer returned nil")
 		}
 		id++
@@ -89,6 +91,9 @@ func testFiresOnTime(t *testing.T, size int) {
 		for _, i := range f.take() {
 			if fired[i] {
 				t.Fatalf("task %d fired twice", i)
+			}
+			if cancelled[i] {
+				t.Fatalf("step %d: cancelled task %d fired", step, i)
 			}
 			fired[i] = true
 			dl := deadline[i]
@@ -129,10 +134,23 @@ func testFiresOnTime(t *testing.T, size int) {
 			add(time.Duration(float64(tick) * pow(2, rng.Float64()*24)))
 			add(tick)
 		}
+		if step%5 == 0 { // cancel a pending task, maybe one that has cascaded already
+			if i := rng.IntN(id); !fired[i] && !cancelled[i] {
+				if !tasks[i].Cancel() {
+					t.Fatalf("step %d: Cancel of pending task %d = false", step, i)
+				}
+				cancelled[i] = true
+				delete(deadline, i)
+			}
+		}
 	}
 	if n := tm.Len(); n != 0 {
 		t.Fatalf("Len = %d after everything fired", n)
 	}
+	if len(cancelled) < 10 {
+		t.Fatalf("only %d tasks cancelled along the way", len(cancelled))
+	}
+	t.Logf("%d tasks fired, %d cancelled, %d steps", len(fired), len(cancelled), step)
 }
 
 func pow(b, e float64) float64 {
