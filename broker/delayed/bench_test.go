@@ -309,6 +309,40 @@ func BenchmarkPurgatoryWatchComplete(b *testing.B) {
 	}
 }
 
+// BenchmarkPurgatoryParallel runs the same cycle from many goroutines at once
+// (b.RunParallel, GOMAXPROCS of them), each on its own partitions, as the
+// broker's request goroutines would: the sharded key locks and the timer's
+// lock are shared.
+func BenchmarkPurgatoryParallel(b *testing.B) {
+	p := NewPurgatory[int](Config{})
+	b.Cleanup(p.Shutdown)
+	const partitions = 1024
+	hws := make([]atomic.Int64, partitions)
+	var next atomic.Int64
+	var cpu cpuMeter
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu.start()
+	b.RunParallel(func(pb *testing.PB) {
+		base := int(next.Add(1)) * 64 % partitions
+		keys := make([][]int, 64)
+		for i := range keys {
+			keys[i] = []int{(base + i) % partitions}
+		}
+		for i := 0; pb.Next(); i++ {
+			k := keys[i%len(keys)]
+			hw := &hws[k[0]]
+			op := &benchOp{hw: hw, need: hw.Load() + 1}
+			p.TryCompleteElseWatch(op, k, requestDelay(i))
+			hw.Add(1)
+			p.CheckAndComplete(k[0])
+		}
+	})
+	cpu.stop()
+	b.StopTimer()
+	cpu.report(b)
+}
+
 // BenchmarkWheelTimeouts chooses the wheel size: batches of up to 1M tasks
 // with the purgatory's range of timeouts (0.1-30 s) are scheduled and run to
 // expiry on a fake clock advanced tick by tick. The timer goroutine is

@@ -48,7 +48,7 @@ func advanceTo(tm *Timer, clk *FakeClock, at time.Time) {
 }
 
 // TestTimerFiresOnTimeAcrossLevels schedules deadlines from one tick to days
-// away (several levels of a 20-slot wheel), some added after the clock moved,
+// away (up to 14 levels of a 4-slot wheel), some added after the clock moved,
 // cancels some along the way, and walks the clock through every deadline and
 // the tick before it: after each step exactly the tasks whose deadline has
 // passed have run, in deadline order, none early, no cancelled one.
