@@ -193,8 +193,8 @@ func (t *Timer) Schedule(delay time.Duration, fn func()) *Task {
 
 // Add schedules task to expire once delay has passed. It returns false, and
 // schedules nothing, if the timer is stopped or task was added before. O(1):
-// one monotonic clock read, one lock, a list append and, when the bucket was empty, a
-// push on a heap of at most levels*wheelSize buckets.
+// one monotonic clock read, one lock, a list append and, when the bucket was
+// empty, a push on a heap of at most levels*wheelSize buckets.
 func (t *Timer) Add(task *Task, delay time.Duration) bool {
 	delay = min(max(delay, 0), maxDelay)
 	elapsed := max(t.clock.Since(t.epoch), 0)
@@ -396,9 +396,12 @@ func (t *Timer) addLocked(task *Task) bool {
 		if at-cur >= lv.interval {
 			continue // overflow: the next level up, created on first use
 		}
-		// at-cur is in [span, interval) for i > 0 and [1, size) for i == 0, so
-		// vid lies in the size slots after the current one: a queued bucket in
-		// the chosen slot holds the same span (see advanceLocked).
+		// at-cur is in [span, interval) for i > 0 (the level below did not
+		// cover it) and in [1, size) for i == 0, so vid is one of the size
+		// spans after the one holding cur: distinct values mod size. A bucket
+		// still queued here starts after cur, so it holds one of those same
+		// spans, and a slot never mixes two spans; buckets that came due were
+		// emptied (advanceLocked) before their tasks were re-added.
 		vid := at / lv.span
 		b := &lv.buckets[vid%t.size]
 		b.push(task)
