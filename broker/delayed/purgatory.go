@@ -15,13 +15,14 @@ import (
 // and after it no more TryComplete. An Operation value is passed to
 // TryCompleteElseWatch once; a retried request is a new Operation.
 type Operation interface {
-	// TryComplete reports whether the operation can be answered now — its
+	// TryComplete reports whether the operation can be answered now: its
 	// condition holds, or can no longer hold (the partition's leadership
-	// moved: OnComplete then answers with the error) — and the purgatory then
-	// completes it (OnComplete), unless it completed otherwise first. Calls for one operation never overlap and none starts after it
-	// completed, so TryComplete may read state without its own lock. It may take
-	// the caller's locks (a partition's) but must not call into the purgatory
-	// or block for long.
+	// moved; OnComplete then answers with the error). The purgatory then
+	// completes it (OnComplete), unless it completed otherwise first. Calls
+	// for one operation never overlap and none starts after it completed, so
+	// TryComplete may read the operation's state without a lock of its own.
+	// It may take the caller's locks (a partition's) but must not call into
+	// the purgatory or block for long.
 	TryComplete() bool
 	// OnComplete answers the request once TryComplete returned true. It runs
 	// once, with no purgatory lock held, on the goroutine whose TryComplete
