@@ -155,7 +155,8 @@ func (s *service) deleteRecords(topic string, dp *pb.DeleteRecordsPartition) (in
 // ISR and offline replicas.
 func (s *service) Metadata(ctx context.Context, req *pb.MetadataRequest) (*pb.MetadataResponse, error) {
 	img := s.b.image.Load()
-	resp := &pb.MetadataResponse{ClusterId: img.ClusterID(), ControllerId: -1, Brokers: nodeEndpoints(img), MetadataOffset: img.Offset()}
+	resp := &pb.MetadataResponse{ClusterId: img.ClusterID(), ControllerId: -1, Brokers: nodeEndpoints(img),
+		MetadataOffset: img.Offset(), ControllerAddresses: s.b.cfg.Controllers}
 	var topics []*raftfsm.Topic
 	if len(req.GetTopics()) == 0 {
 		topics = img.Topics()

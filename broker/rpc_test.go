@@ -24,6 +24,10 @@ func TestListOffsetsSubscribeDeleteRecords(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl := c.client(leader)
+	md, err := cl.Metadata(ctx, &pb.MetadataRequest{})
+	if err != nil || len(md.ControllerAddresses) != len(c.ctrl.Addrs) || md.ControllerAddresses[0] != c.ctrl.Addrs[0] || len(md.Brokers) != 2 {
+		t.Fatalf("metadata: %v %v", err, md)
+	}
 
 	stream, err := cl.Subscribe(ctx, &pb.SubscribeRequest{Decode: true, Topics: []*pb.SubscribeTopic{{Topic: "ev",
 		Partitions: []*pb.SubscribePartition{{Partition: 0, StartOffset: 0, CurrentLeaderEpoch: -1}}}}})

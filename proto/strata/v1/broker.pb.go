@@ -2135,8 +2135,12 @@ type MetadataResponse struct {
 	// The metadata offset of the image the answer was read from: a client
 	// asking several brokers keeps the newest answer.
 	MetadataOffset int64 `protobuf:"varint,5,opt,name=metadata_offset,json=metadataOffset,proto3" json:"metadata_offset,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The controller voters' addresses (host:port), as the broker was started
+	// with (--quorum): admin clients bootstrapped from brokers send
+	// ControllerService requests there.
+	ControllerAddresses []string `protobuf:"bytes,6,rep,name=controller_addresses,json=controllerAddresses,proto3" json:"controller_addresses,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *MetadataResponse) Reset() {
@@ -2202,6 +2206,13 @@ func (x *MetadataResponse) GetMetadataOffset() int64 {
 		return x.MetadataOffset
 	}
 	return 0
+}
+
+func (x *MetadataResponse) GetControllerAddresses() []string {
+	if x != nil {
+		return x.ControllerAddresses
+	}
+	return nil
 }
 
 type MetadataTopicResult struct {
@@ -3221,14 +3232,15 @@ const file_strata_v1_broker_proto_rawDesc = "" +
 	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\x12A\n" +
 	"\x0ecurrent_leader\x18\a \x01(\v2\x1a.strata.v1.PartitionLeaderR\rcurrentLeader\")\n" +
 	"\x0fMetadataRequest\x12\x16\n" +
-	"\x06topics\x18\x01 \x03(\tR\x06topics\"\xe8\x01\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\"\x9b\x02\n" +
 	"\x10MetadataResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
 	"\rcontroller_id\x18\x02 \x01(\x05R\fcontrollerId\x12/\n" +
 	"\abrokers\x18\x03 \x03(\v2\x15.strata.v1.BrokerNodeR\abrokers\x126\n" +
 	"\x06topics\x18\x04 \x03(\v2\x1e.strata.v1.MetadataTopicResultR\x06topics\x12'\n" +
-	"\x0fmetadata_offset\x18\x05 \x01(\x03R\x0emetadataOffset\"\xfe\x01\n" +
+	"\x0fmetadata_offset\x18\x05 \x01(\x03R\x0emetadataOffset\x121\n" +
+	"\x14controller_addresses\x18\x06 \x03(\tR\x13controllerAddresses\"\xfe\x01\n" +
 	"\x13MetadataTopicResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x123\n" +
 	"\n" +
