@@ -76,6 +76,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 // one gathered buffer — was measured and gained nothing: Go zeroes that new
 // buffer, which costs what the default's second copy does.)
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*pb.ProduceRequest); ok {
+		return unmarshalProduce(data.Materialize(), m)
+	}
 	return protoCodec.Unmarshal(data, v)
 }
 
