@@ -21,9 +21,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,80 +33,31 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/stratalog/strata/broker"
-	"github.com/stratalog/strata/controller/controllertest"
+	"github.com/stratalog/strata/broker/brokertest"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage/record"
 )
 
-// benchCluster is testCluster's counterpart for benchmarks (testCluster holds
-// a *testing.T): a controller quorum and brokers 101, 102, ... on loopback,
-// dialing each other directly (no link-cutting wrapper on the data path).
+// benchCluster is a brokertest cluster for benchmarks: brokers dial each
+// other directly (no link-cutting wrapper on the data path) and sessions are
+// long, so a benchmark saturating two cores never gets a broker fenced (and
+// its leaders moved) for a late heartbeat.
 type benchCluster struct {
-	tb    testing.TB
-	ctrl  *controllertest.Cluster
-	addrs map[int32]string
+	*brokertest.Cluster
+	tb testing.TB
 }
 
 func newBenchCluster(tb testing.TB, voters, brokers int) *benchCluster {
 	tb.Helper()
-	dir := tb.TempDir()
-	c := &benchCluster{tb: tb, addrs: map[int32]string{}}
-	// A long session: a benchmark saturating two cores must not get a broker
-	// fenced (and its leaders moved) for a late heartbeat.
-	c.ctrl = controllertest.NewCluster(tb, controllertest.Options{Voters: voters, SessionTimeout: 10 * time.Second, Logger: testLogger(), Dir: filepath.Join(dir, "ctrl")})
-	var bs []*broker.Broker
-	tb.Cleanup(func() {
-		for _, b := range bs {
-			b.Kill()
-		}
-	})
-	for i := range brokers {
-		id := int32(101 + i)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		c.addrs[id] = ln.Addr().String()
-		b, err := broker.New(broker.Config{
-			NodeID: id, DataDir: filepath.Join(dir, fmt.Sprint(id)), Listener: ln,
-			Controllers: c.ctrl.Addrs, MetadataMaxWait: 200 * time.Millisecond,
-			ShutdownTimeout: 10 * time.Second, Logger: testLogger(),
-			Fetcher: broker.FetcherConfig{MaxWait: time.Duration(envFloat(tb, "STRATA_BENCH_FETCH_WAIT_MS", 500)) * time.Millisecond},
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err = b.Start(ctx)
-		cancel()
-		if err != nil {
-			tb.Fatalf("start broker %d: %v", id, err)
-		}
-		bs = append(bs, b)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !allReady(bs) {
-		if time.Now().After(deadline) {
-			tb.Fatal("brokers not ready within 20 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return c
-}
-
-func allReady(bs []*broker.Broker) bool {
-	for _, b := range bs {
-		if !b.Ready() {
-			return false
-		}
-	}
-	return true
+	return &benchCluster{tb: tb, Cluster: brokertest.NewCluster(tb, brokertest.Options{
+		Voters: voters, Brokers: brokers, SessionTimeout: 10 * time.Second, DirectDial: true,
+		FetchMaxWait: time.Duration(envFloat(tb, "STRATA_BENCH_FETCH_WAIT_MS", 500)) * time.Millisecond,
+	})}
 }
 
 // dial opens a new client connection to a broker (closed at cleanup).
 func (c *benchCluster) dial(id int32) *grpc.ClientConn {
-	cc, err := grpc.NewClient(c.addrs[id], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(c.Addr(id), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		c.tb.Fatal(err)
 	}
@@ -117,48 +66,16 @@ func (c *benchCluster) dial(id int32) *grpc.ClientConn {
 }
 
 // createTopic creates a topic and returns each partition's leader once every
-// partition's ISR has all rf replicas.
+// broker knows every partition with an ISR of all rf replicas.
 func (c *benchCluster) createTopic(name string, partitions, rf int32, configs map[string]string) []int32 {
 	c.tb.Helper()
+	c.CreateTopic(name, partitions, rf, configs)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for {
-		var code pb.ErrorCode
-		err := c.ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
-			resp, err := cl.CreateTopics(ctx, &pb.CreateTopicsRequest{Topics: []*pb.CreatableTopic{{Name: name, NumPartitions: partitions, ReplicationFactor: rf, Configs: configs}}})
-			if err != nil {
-				return err
-			}
-			if r := resp.Topics[0]; r.ErrorCode != pb.ErrorCode_NONE {
-				code = r.ErrorCode
-				return fmt.Errorf("create topic: %v %s", r.ErrorCode, r.ErrorMessage)
-			}
-			return nil
-		})
-		// A broker that just started may not be unfenced at the controller yet.
-		if code == pb.ErrorCode_INVALID_REPLICATION_FACTOR && ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		if err != nil {
-			c.tb.Fatal(err)
-		}
-		break
-	}
 	leaders := make([]int32, partitions)
-	for p := range leaders {
-		leaders[p] = -1
-	}
-	ids := slices.Sorted(func(yield func(int32) bool) {
-		for id := range c.addrs {
-			if !yield(id) {
-				return
-			}
-		}
-	})
 	// Every broker must know every leader: ask each, so a producer never
 	// starts against a broker that has not applied the topic yet.
-	for _, id := range ids {
+	for _, id := range c.IDs() {
 		cl := pb.NewBrokerServiceClient(c.dial(id))
 		for {
 			resp, err := cl.Metadata(ctx, &pb.MetadataRequest{Topics: []string{name}})

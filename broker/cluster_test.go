@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -16,114 +12,40 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/stratalog/strata/broker"
+	"github.com/stratalog/strata/broker/brokertest"
 	"github.com/stratalog/strata/broker/wire"
-	"github.com/stratalog/strata/controller/controllertest"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage/record"
 )
 
-// testCluster is an in-process cluster on loopback: a controller quorum and
-// brokers with ids 101, 102, ...
+// testCluster is a brokertest cluster with the helpers these tests share.
 type testCluster struct {
-	t       *testing.T
-	ctrl    *controllertest.Cluster
-	dir     string
-	lagMax  time.Duration
-	mu      sync.Mutex
-	brokers map[int32]*broker.Broker
-	addrs   map[int32]string
-	conns   map[string]*grpc.ClientConn
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("STRATA_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
+	*brokertest.Cluster
+	t      *testing.T
+	lagMax time.Duration
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
 }
 
 func newTestCluster(t *testing.T, voters, brokers int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, dir: t.TempDir(), lagMax: 1500 * time.Millisecond,
-		brokers: map[int32]*broker.Broker{}, addrs: map[int32]string{}, conns: map[string]*grpc.ClientConn{}}
-	c.ctrl = controllertest.NewCluster(t, controllertest.Options{Voters: voters, SessionTimeout: 2 * time.Second, Logger: testLogger()})
-	for i := range brokers {
-		c.startBroker(int32(101 + i))
-	}
+	lag := 1500 * time.Millisecond
+	c := &testCluster{t: t, lagMax: lag, conns: map[string]*grpc.ClientConn{},
+		Cluster: brokertest.NewCluster(t, brokertest.Options{Voters: voters, Brokers: brokers, ReplicaLagTimeMax: lag})}
 	t.Cleanup(func() {
 		c.mu.Lock()
-		bs := c.brokers
-		c.brokers = map[int32]*broker.Broker{}
-		c.mu.Unlock()
-		for _, b := range bs {
-			b.Kill()
-		}
+		defer c.mu.Unlock()
 		for _, cc := range c.conns {
 			cc.Close()
 		}
 	})
-	c.waitReady(brokers)
 	return c
 }
 
-func (c *testCluster) startBroker(id int32) *broker.Broker {
-	c.t.Helper()
-	addr := c.addrs[id]
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.addrs[id] = ln.Addr().String()
-	b, err := broker.New(broker.Config{
-		NodeID: id, DataDir: filepath.Join(c.dir, fmt.Sprint(id)), Listener: ln,
-		Controllers: c.ctrl.Addrs, Dialer: c.ctrl.Net.Dialer(ln.Addr().String()),
-		ReplicaLagTimeMax: c.lagMax, MetadataMaxWait: 200 * time.Millisecond,
-		Fetcher:         broker.FetcherConfig{MaxWait: 100 * time.Millisecond, Backoff: 50 * time.Millisecond},
-		ShutdownTimeout: 10 * time.Second,
-		Logger:          testLogger(),
-	})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := b.Start(ctx); err != nil {
-		c.t.Fatalf("start broker %d: %v", id, err)
-	}
-	c.mu.Lock()
-	c.brokers[id] = b
-	c.mu.Unlock()
-	return b
-}
-
-func (c *testCluster) waitReady(n int) {
-	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		ready := 0
-		c.mu.Lock()
-		for _, b := range c.brokers {
-			if b.Ready() {
-				ready++
-			}
-		}
-		c.mu.Unlock()
-		if ready >= n {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatalf("brokers not ready within 20 s")
-}
-
 func (c *testCluster) client(id int32) pb.BrokerServiceClient {
+	addr := c.Addr(id)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	addr := c.addrs[id]
 	cc := c.conns[addr]
 	if cc == nil {
 		var err error
@@ -136,48 +58,13 @@ func (c *testCluster) client(id int32) pb.BrokerServiceClient {
 	return pb.NewBrokerServiceClient(cc)
 }
 
-func (c *testCluster) createTopic(name string, partitions, rf int32, configs map[string]string) {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		var code pb.ErrorCode
-		err := c.ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
-			resp, err := cl.CreateTopics(ctx, &pb.CreateTopicsRequest{Topics: []*pb.CreatableTopic{{Name: name, NumPartitions: partitions, ReplicationFactor: rf, Configs: configs}}})
-			if err != nil {
-				return err
-			}
-			if r := resp.Topics[0]; r.ErrorCode != pb.ErrorCode_NONE {
-				code = r.ErrorCode
-				return fmt.Errorf("create topic: %v %s", r.ErrorCode, r.ErrorMessage)
-			}
-			return nil
-		})
-		// A broker that just started may not be unfenced at the controller yet.
-		if code == pb.ErrorCode_INVALID_REPLICATION_FACTOR && ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		return
-	}
-}
-
 // leaderOf waits until some live broker's metadata names a live leader for
 // the partition whose ISR has at least minISR members, and returns it.
 func (c *testCluster) leaderOf(topic string, partition int32, minISR int) int32 {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		var ids []int32
-		for id := range c.brokers {
-			ids = append(ids, id)
-		}
-		c.mu.Unlock()
-		for _, id := range ids {
+		for _, id := range c.Running() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			resp, err := c.client(id).Metadata(ctx, &pb.MetadataRequest{Topics: []string{topic}})
 			cancel()
@@ -185,9 +72,7 @@ func (c *testCluster) leaderOf(topic string, partition int32, minISR int) int32 
 				continue
 			}
 			p := resp.Topics[0].Partitions[partition]
-			c.mu.Lock()
-			_, live := c.brokers[p.LeaderId]
-			c.mu.Unlock()
+			live := c.Broker(p.LeaderId) != nil
 			if live && len(p.Isr) >= minISR && c.leadsItself(p.LeaderId, topic, partition, p.LeaderEpoch) {
 				return p.LeaderId
 			}
@@ -275,7 +160,7 @@ func consume(t *testing.T, cl pb.BrokerServiceClient, topic string, partition in
 
 func TestProduceFetchReplicated(t *testing.T) {
 	c := newTestCluster(t, 1, 3)
-	c.createTopic("orders", 1, 3, map[string]string{"min.insync.replicas": "2"})
+	c.CreateTopic("orders", 1, 3, map[string]string{"min.insync.replicas": "2"})
 	leader := c.leaderOf("orders", 0, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -316,14 +201,14 @@ func TestProduceFetchReplicated(t *testing.T) {
 		}
 	}
 	// Followers hold the same records.
-	for id := range c.addrs {
+	for _, id := range c.IDs() {
 		if id == leader {
 			continue
 		}
 		c.waitFollowerLEO(id, "orders", 0, int64(len(want)))
 	}
 	// A follower refuses produce and consumer fetch with NOT_LEADER_OR_FOLLOWER and names the leader.
-	for id := range c.addrs {
+	for _, id := range c.IDs() {
 		if id == leader {
 			continue
 		}
@@ -340,10 +225,7 @@ func (c *testCluster) waitFollowerLEO(id int32, topic string, partition int32, l
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		b := c.brokers[id]
-		c.mu.Unlock()
-		if b != nil {
+		if b := c.Broker(id); b != nil {
 			if got := b.LogEndOffset(topic, partition); got >= leo {
 				return
 			}
@@ -355,7 +237,7 @@ func (c *testCluster) waitFollowerLEO(id int32, topic string, partition int32, l
 
 func TestBadProduceChangesNothing(t *testing.T) {
 	c := newTestCluster(t, 1, 1)
-	c.createTopic("t", 1, 1, nil)
+	c.CreateTopic("t", 1, 1, nil)
 	leader := c.leaderOf("t", 0, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -383,7 +265,7 @@ func TestBadProduceChangesNothing(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v", tc.name, err, r, tc.want)
 		}
 	}
-	if got := c.brokers[leader].LogEndOffset("t", 0); got != 0 {
+	if got := c.Broker(leader).LogEndOffset("t", 0); got != 0 {
 		t.Fatalf("bad produces appended: log end %d", got)
 	}
 	// Fetch past the end is OFFSET_OUT_OF_RANGE; a leader epoch from the future is UNKNOWN_LEADER_EPOCH.

@@ -11,18 +11,6 @@ import (
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
-// kill stops a broker abruptly and forgets it.
-func (c *testCluster) kill(id int32) {
-	c.t.Helper()
-	c.mu.Lock()
-	b := c.brokers[id]
-	delete(c.brokers, id)
-	c.mu.Unlock()
-	if b != nil {
-		b.Kill()
-	}
-}
-
 // acked is one acknowledged record: where the broker said it went.
 type acked struct {
 	offset int64
@@ -130,7 +118,7 @@ func (p *ackProducer) checkAcked(t *testing.T) {
 // at its original offset; the ackProducer only ever sees retriable errors.
 func TestAcksAllSurvivesLeaderDeath(t *testing.T) {
 	c := newTestCluster(t, 1, 3)
-	c.createTopic("pay", 1, 3, map[string]string{"min.insync.replicas": "2"})
+	c.CreateTopic("pay", 1, 3, map[string]string{"min.insync.replicas": "2"})
 	first := c.leaderOf("pay", 0, 3)
 	p := &ackProducer{c: c, topic: "pay"}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -146,7 +134,7 @@ func TestAcksAllSurvivesLeaderDeath(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.kill(first)
+	c.Kill(first)
 	<-done
 	if ctx.Err() != nil {
 		t.Fatalf("ackProducer did not finish: %d acknowledged, errors %v", len(p.acks), p.errs)
@@ -162,11 +150,11 @@ func TestAcksAllSurvivesLeaderDeath(t *testing.T) {
 // with NOT_ENOUGH_REPLICAS and nothing is appended; acks=1 still works.
 func TestMinISRNotMet(t *testing.T) {
 	c := newTestCluster(t, 1, 3)
-	c.createTopic("strict", 1, 3, map[string]string{"min.insync.replicas": "2"})
+	c.CreateTopic("strict", 1, 3, map[string]string{"min.insync.replicas": "2"})
 	leader := c.leaderOf("strict", 0, 3)
-	for id := range c.addrs {
+	for _, id := range c.IDs() {
 		if id != leader {
-			c.kill(id)
+			c.Kill(id)
 		}
 	}
 	// The controller fences the dead brokers and shrinks the ISR to the leader.
@@ -183,10 +171,10 @@ func TestMinISRNotMet(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	leo := c.brokers[leader].LogEndOffset("strict", 0)
+	leo := c.Broker(leader).LogEndOffset("strict", 0)
 	r, err := produce(ctx, c.client(leader), "strict", 0, -1, batchOf(t, "y"))
-	if err != nil || r.ErrorCode != pb.ErrorCode_NOT_ENOUGH_REPLICAS || c.brokers[leader].LogEndOffset("strict", 0) != leo {
-		t.Fatalf("NOT_ENOUGH_REPLICAS must append nothing: %v %v, log end %d -> %d", err, r, leo, c.brokers[leader].LogEndOffset("strict", 0))
+	if err != nil || r.ErrorCode != pb.ErrorCode_NOT_ENOUGH_REPLICAS || c.Broker(leader).LogEndOffset("strict", 0) != leo {
+		t.Fatalf("NOT_ENOUGH_REPLICAS must append nothing: %v %v, log end %d -> %d", err, r, leo, c.Broker(leader).LogEndOffset("strict", 0))
 	}
 	if r, err := produce(ctx, c.client(leader), "strict", 0, 1, batchOf(t, "z")); err != nil || r.ErrorCode != pb.ErrorCode_NONE {
 		t.Fatalf("acks=1: %v %v", err, r)
@@ -198,10 +186,10 @@ func TestMinISRNotMet(t *testing.T) {
 // leaves the ISR and produce goes on; healed, it catches up and rejoins.
 func TestPausedFollowerLeavesAndRejoins(t *testing.T) {
 	c := newTestCluster(t, 1, 3)
-	c.createTopic("lag", 1, 3, map[string]string{"min.insync.replicas": "2"})
+	c.CreateTopic("lag", 1, 3, map[string]string{"min.insync.replicas": "2"})
 	leader := c.leaderOf("lag", 0, 3)
 	var paused int32
-	for id := range c.addrs {
+	for _, id := range c.IDs() {
 		if id != leader {
 			paused = id
 			break
@@ -212,7 +200,7 @@ func TestPausedFollowerLeavesAndRejoins(t *testing.T) {
 	if r, err := produce(ctx, c.client(leader), "lag", 0, -1, batchOf(t, "before")); err != nil || r.ErrorCode != pb.ErrorCode_NONE {
 		t.Fatalf("produce: %v %v", err, r)
 	}
-	c.ctrl.Net.Cut([]string{c.addrs[paused]}, []string{c.addrs[leader]})
+	c.Ctrl.Net.Cut([]string{c.Addr(paused)}, []string{c.Addr(leader)})
 	start := time.Now()
 	r, err := produce(ctx, c.client(leader), "lag", 0, -1, batchOf(t, "during"))
 	stall := time.Since(start)
@@ -236,7 +224,7 @@ func TestPausedFollowerLeavesAndRejoins(t *testing.T) {
 	if d := time.Since(start); d > c.lagMax {
 		t.Fatalf("20 produces after the shrink took %v", d)
 	}
-	c.ctrl.Net.HealAll()
+	c.Ctrl.Net.HealAll()
 	deadline := time.Now().Add(20 * time.Second)
 	for !slices.Contains(c.isr("lag", 0), paused) {
 		if time.Now().After(deadline) {
@@ -244,18 +232,18 @@ func TestPausedFollowerLeavesAndRejoins(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.waitFollowerLEO(paused, "lag", 0, c.brokers[leader].LogEndOffset("lag", 0))
+	c.waitFollowerLEO(paused, "lag", 0, c.Broker(leader).LogEndOffset("lag", 0))
 	t.Logf("acks=all stalled %v while the follower was cut off", stall)
 }
 
 // isr is the partition's ISR in the active controller's image.
 func (c *testCluster) isr(topic string, partition int32) []int32 {
 	c.t.Helper()
-	i, err := c.ctrl.Active(5 * time.Second)
+	i, err := c.Ctrl.Active(5 * time.Second)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	t := c.ctrl.Node(i).Image().Topic(topic)
+	t := c.Ctrl.Node(i).Image().Topic(topic)
 	if t == nil || t.Partition(partition) == nil {
 		return nil
 	}
@@ -266,7 +254,7 @@ func (c *testCluster) isr(topic string, partition int32) []int32 {
 // the binary) hands every leadership to another ISR member before it exits.
 func TestControlledShutdownMovesLeaders(t *testing.T) {
 	c := newTestCluster(t, 1, 3)
-	c.createTopic("many", 6, 3, nil)
+	c.CreateTopic("many", 6, 3, nil)
 	var victim int32 = 101
 	led := 0
 	for i := range int32(6) {
@@ -277,10 +265,7 @@ func TestControlledShutdownMovesLeaders(t *testing.T) {
 	if led == 0 {
 		t.Fatalf("broker %d leads nothing; placement should spread leaders", victim)
 	}
-	c.mu.Lock()
-	b := c.brokers[victim]
-	delete(c.brokers, victim)
-	c.mu.Unlock()
+	b := c.Broker(victim)
 	start := time.Now()
 	if err := b.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -293,7 +278,7 @@ func TestControlledShutdownMovesLeaders(t *testing.T) {
 	// its own metadata shows none left on the victim, with a live leader each.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := c.ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
+	err := c.Ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
 		resp, err := cl.FetchMetadata(ctx, &pb.FetchMetadataRequest{BrokerId: -1, FromOffset: 1 << 40})
 		_ = resp
 		return err
@@ -301,7 +286,7 @@ func TestControlledShutdownMovesLeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := c.ctrl.Node(0).Image()
+	img := c.Ctrl.Node(0).Image()
 	topic := img.Topic("many")
 	for i, p := range topic.Partitions() {
 		if p.Leader == victim || p.Leader < 0 {
@@ -323,7 +308,7 @@ func TestLeaderEpochRestarts(t *testing.T) {
 	c := newTestCluster(t, 1, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	err := c.ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
+	err := c.Ctrl.Call(ctx, func(cl pb.ControllerServiceClient) error {
 		resp, err := cl.CreateTopics(ctx, &pb.CreateTopicsRequest{Topics: []*pb.CreatableTopic{{Name: "kip", NumPartitions: -1, ReplicationFactor: -1,
 			Assignments: []*pb.ReplicaAssignment{{Partition: 0, BrokerIds: []int32{101, 102}}}}}})
 		if err == nil && resp.Topics[0].ErrorCode != pb.ErrorCode_NONE {
@@ -340,8 +325,8 @@ func TestLeaderEpochRestarts(t *testing.T) {
 	p := &ackProducer{c: c, topic: "kip"}
 	p.run(ctx, 20)
 	// The follower restarts from its disk (HW checkpoint behind: it was killed).
-	c.kill(102)
-	c.startBroker(102)
+	c.Kill(102)
+	c.Start(102)
 	for !slices.Contains(c.isr("kip", 0), 102) {
 		if ctx.Err() != nil {
 			t.Fatalf("restarted follower never rejoined the ISR")
@@ -349,7 +334,7 @@ func TestLeaderEpochRestarts(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The leader dies; the restarted follower takes over with every acknowledged record.
-	c.kill(101)
+	c.Kill(101)
 	if l := c.leaderOf("kip", 0, 1); l != 102 {
 		t.Fatalf("leader %d, want 102", l)
 	}
@@ -357,7 +342,7 @@ func TestLeaderEpochRestarts(t *testing.T) {
 	p.run(ctx, 30) // 10 more under the new leader (r00020..r00029)
 	// The old leader returns as a follower, truncates by epoch, catches up,
 	// and after the new leader dies serves exactly the same records.
-	c.startBroker(101)
+	c.Start(101)
 	for !slices.Contains(c.isr("kip", 0), 101) {
 		if ctx.Err() != nil {
 			t.Fatalf("returning broker never rejoined the ISR")
@@ -365,7 +350,7 @@ func TestLeaderEpochRestarts(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	want := consume(t, c.client(102), "kip", 0, false)
-	c.kill(102)
+	c.Kill(102)
 	if l := c.leaderOf("kip", 0, 1); l != 101 {
 		t.Fatalf("leader %d, want 101", l)
 	}

@@ -15,7 +15,7 @@ import (
 // start on the leader and, through replication, on the followers.
 func TestListOffsetsSubscribeDeleteRecords(t *testing.T) {
 	c := newTestCluster(t, 1, 2)
-	c.createTopic("ev", 1, 2, nil)
+	c.CreateTopic("ev", 1, 2, nil)
 	leader := c.leaderOf("ev", 0, 2)
 	var follower int32 = 101
 	if leader == 101 {
@@ -25,7 +25,7 @@ func TestListOffsetsSubscribeDeleteRecords(t *testing.T) {
 	defer cancel()
 	cl := c.client(leader)
 	md, err := cl.Metadata(ctx, &pb.MetadataRequest{})
-	if err != nil || len(md.ControllerAddresses) != len(c.ctrl.Addrs) || md.ControllerAddresses[0] != c.ctrl.Addrs[0] || len(md.Brokers) != 2 {
+	if err != nil || len(md.ControllerAddresses) != len(c.Ctrl.Addrs) || md.ControllerAddresses[0] != c.Ctrl.Addrs[0] || len(md.Brokers) != 2 {
 		t.Fatalf("metadata: %v %v", err, md)
 	}
 
@@ -108,9 +108,9 @@ func TestListOffsetsSubscribeDeleteRecords(t *testing.T) {
 		t.Fatalf("produce: %v %v", err, r)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for c.brokers[follower].LogStartOffset("ev", 0) != 4 {
+	for c.Broker(follower).LogStartOffset("ev", 0) != 4 {
 		if time.Now().After(deadline) {
-			t.Fatalf("follower log start %d, want 4", c.brokers[follower].LogStartOffset("ev", 0))
+			t.Fatalf("follower log start %d, want 4", c.Broker(follower).LogStartOffset("ev", 0))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

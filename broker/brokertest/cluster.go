@@ -29,6 +29,11 @@ type Options struct {
 	ReplicaLagTimeMax time.Duration
 	// SessionTimeout is broker.session.timeout.ms at the controllers (default 2 s).
 	SessionTimeout time.Duration
+	// FetchMaxWait is the replica fetchers' long-poll wait (default 100 ms).
+	FetchMaxWait time.Duration
+	// DirectDial makes brokers dial each other directly instead of through
+	// the link-cutting Network (benchmarks).
+	DirectDial bool
 }
 
 // Cluster is an in-process cluster.
@@ -67,6 +72,9 @@ func NewCluster(tb testing.TB, opts Options) *Cluster {
 	if opts.SessionTimeout == 0 {
 		opts.SessionTimeout = 2 * time.Second
 	}
+	if opts.FetchMaxWait == 0 {
+		opts.FetchMaxWait = 100 * time.Millisecond
+	}
 	c := &Cluster{TB: tb, opts: opts, dir: tb.TempDir(), brokers: map[int32]*broker.Broker{}, addrs: map[int32]string{}}
 	c.Ctrl = controllertest.NewCluster(tb, controllertest.Options{Voters: opts.Voters, SessionTimeout: opts.SessionTimeout, Logger: Logger()})
 	for i := range opts.Brokers {
@@ -98,14 +106,18 @@ func (c *Cluster) Start(id int32) *broker.Broker {
 	if err != nil {
 		c.TB.Fatal(err)
 	}
-	b, err := broker.New(broker.Config{
+	cfg := broker.Config{
 		NodeID: id, DataDir: filepath.Join(c.dir, fmt.Sprint(id)), Listener: ln,
 		Controllers: c.Ctrl.Addrs, Dialer: c.Ctrl.Net.Dialer(ln.Addr().String()),
 		ReplicaLagTimeMax: c.opts.ReplicaLagTimeMax, MetadataMaxWait: 200 * time.Millisecond,
-		Fetcher:         broker.FetcherConfig{MaxWait: 100 * time.Millisecond, Backoff: 50 * time.Millisecond},
+		Fetcher:         broker.FetcherConfig{MaxWait: c.opts.FetchMaxWait, Backoff: 50 * time.Millisecond},
 		ShutdownTimeout: 10 * time.Second,
 		Logger:          Logger(),
-	})
+	}
+	if c.opts.DirectDial {
+		cfg.Dialer = nil
+	}
+	b, err := broker.New(cfg)
 	if err != nil {
 		c.TB.Fatal(err)
 	}
@@ -144,6 +156,30 @@ func (c *Cluster) Addr(id int32) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.addrs[id]
+}
+
+// IDs lists every broker id this cluster has started, running or not.
+func (c *Cluster) IDs() []int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int32
+	for id := range c.addrs {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Running lists the running brokers' ids.
+func (c *Cluster) Running() []int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int32
+	for id := range c.brokers {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // Bootstrap lists the running brokers' addresses.
