@@ -17,14 +17,14 @@ import (
 // one copy and one allocation per request instead of two. The records are
 // written to the log before the handler returns and never retained, so the
 // buffer is left to the garbage collector. Plain records (a list of Record
-// messages) go through proto.Unmarshal. The result equals proto.Unmarshal's
-// (unknown fields aside, which the broker has no use for).
+// messages) go through proto.Unmarshal. The result equals proto.Unmarshal's,
+// unknown fields included.
 
 var errProduceDecode = errors.New("wire: malformed ProduceRequest")
 
 func unmarshalProduce(b []byte, m *pb.ProduceRequest) error {
 	m.Reset()
-	return decodeFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+	return decodeFields(b, m, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) (bool, error) {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			m.Acks = int32(x)
@@ -33,35 +33,39 @@ func unmarshalProduce(b []byte, m *pb.ProduceRequest) error {
 		case num == 3 && typ == protowire.BytesType:
 			t := &pb.ProduceTopic{}
 			if err := unmarshalProduceTopic(v, t); err != nil {
-				return err
+				return true, err
 			}
 			m.Topics = append(m.Topics, t)
+		default:
+			return false, nil
 		}
-		return nil
+		return true, nil
 	})
 }
 
 func unmarshalProduceTopic(b []byte, t *pb.ProduceTopic) error {
-	return decodeFields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	return decodeFields(b, t, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) (bool, error) {
 		switch {
 		case num == 1 && typ == protowire.BytesType:
 			if !utf8.Valid(v) {
-				return fmt.Errorf("%w: topic name is not valid UTF-8", errProduceDecode)
+				return true, fmt.Errorf("%w: topic name is not valid UTF-8", errProduceDecode)
 			}
 			t.Topic = string(v)
 		case num == 2 && typ == protowire.BytesType:
 			p := &pb.ProducePartition{}
 			if err := unmarshalProducePartition(v, p); err != nil {
-				return err
+				return true, err
 			}
 			t.Partitions = append(t.Partitions, p)
+		default:
+			return false, nil
 		}
-		return nil
+		return true, nil
 	})
 }
 
 func unmarshalProducePartition(b []byte, p *pb.ProducePartition) error {
-	return decodeFields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+	return decodeFields(b, p, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) (bool, error) {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			p.Partition = int32(x)
@@ -70,19 +74,23 @@ func unmarshalProducePartition(b []byte, p *pb.ProducePartition) error {
 		case num == 3 && typ == protowire.BytesType:
 			r := &pb.Record{}
 			if err := proto.Unmarshal(v, r); err != nil {
-				return err
+				return true, err
 			}
 			p.PlainRecords = append(p.PlainRecords, r)
+		default:
+			return false, nil
 		}
-		return nil
+		return true, nil
 	})
 }
 
 // decodeFields walks the fields of one message, calling fn with each field's
 // number, wire type and value (v for length-delimited fields, x for
-// varints); other wire types are skipped, as unknown fields are.
-func decodeFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
+// varints); a field fn does not handle is kept in m's unknown fields, as
+// proto.Unmarshal keeps it.
+func decodeFields(b []byte, m proto.Message, fn func(num protowire.Number, typ protowire.Type, v []byte, x uint64) (bool, error)) error {
 	for len(b) > 0 {
+		field := b
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("%w: %v", errProduceDecode, protowire.ParseError(n))
@@ -104,8 +112,13 @@ func decodeFields(b []byte, fn func(num protowire.Number, typ protowire.Type, v 
 			return fmt.Errorf("%w: field %d: %v", errProduceDecode, num, protowire.ParseError(n))
 		}
 		b = b[n:]
-		if err := fn(num, typ, v, x); err != nil {
+		handled, err := fn(num, typ, v, x)
+		if err != nil {
 			return err
+		}
+		if !handled {
+			r := m.ProtoReflect()
+			r.SetUnknown(append(r.GetUnknown(), field[:len(field)-len(b)]...))
 		}
 	}
 	return nil
