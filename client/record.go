@@ -31,4 +31,3 @@ type Record struct {
 	// LeaderEpoch is the partition leader epoch the record was appended under.
 	LeaderEpoch int32
 }
-
