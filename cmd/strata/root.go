@@ -42,6 +42,7 @@ This one binary runs servers and drives the cluster.`,
 		newDumpLogCmd(),
 		newServerCmd(),
 		newDevCmd(),
+		newConsumeCmd(&g),
 	)
 	return root
 }
