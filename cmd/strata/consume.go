@@ -166,7 +166,8 @@ func parseTimestamp(s string) (time.Time, error) {
 }
 
 // openConsumer checks the topic, assigns the partitions and positions them.
-func openConsumer(ctx context.Context, c *client.Client, topic string, partition int32, s consumeStart) (*client.Consumer, error) {
+// cfg's AutoOffsetReset is s's.
+func openConsumer(ctx context.Context, c *client.Client, topic string, partition int32, s consumeStart, cfg client.ConsumerConfig) (*client.Consumer, error) {
 	m, err := c.RefreshMetadata(ctx)
 	if err != nil {
 		return nil, err
@@ -188,7 +189,8 @@ func openConsumer(ctx context.Context, c *client.Client, topic string, partition
 			tps = append(tps, client.TopicPartition{Topic: topic, Partition: int32(i)})
 		}
 	}
-	cons, err := client.NewConsumer(c, client.ConsumerConfig{AutoOffsetReset: s.reset})
+	cfg.AutoOffsetReset = s.reset
+	cons, err := client.NewConsumer(c, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +240,7 @@ func runConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *co
 	}
 	defer c.Close()
 	setup, cancel := context.WithTimeout(ctx, g.timeout)
-	cons, err := openConsumer(setup, c, topic, o.partition, s)
+	cons, err := openConsumer(setup, c, topic, o.partition, s, client.ConsumerConfig{})
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
