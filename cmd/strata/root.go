@@ -42,6 +42,10 @@ This one binary runs servers and drives the cluster.`,
 		newDumpLogCmd(),
 		newServerCmd(),
 		newDevCmd(),
+		newTopicsCmd(&g),
+		newClusterCmd(&g),
+		newElectLeadersCmd(&g),
+		newReassignCmd(&g),
 		newConsumeCmd(&g),
 	)
 	return root
