@@ -47,6 +47,8 @@ This one binary runs servers and drives the cluster.`,
 		newElectLeadersCmd(&g),
 		newReassignCmd(&g),
 		newConsumeCmd(&g),
+		newProduceCmd(&g),
+		newPerfCmd(&g),
 	)
 	return root
 }
