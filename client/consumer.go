@@ -110,12 +110,12 @@ type Consumer struct {
 
 	mu struct {
 		sync.Mutex
-		parts    map[TopicPartition]*consumerPart
-		sessions map[string]*fetchSession // by broker address
-		needMeta bool                     // a partition lost its leader: refresh before looking up
-		closed   bool
+		parts       map[TopicPartition]*consumerPart
+		sessions    map[string]*fetchSession // by broker address
+		needMeta    bool                     // a partition lost its leader: refresh before looking up
+		lastRefresh time.Time                // refreshes are at least 100 ms apart
+		closed      bool
 	}
-	lastRefresh time.Time // Poll's goroutine only
 
 	fetches atomic.Int64 // Fetch requests sent (tests and benchmarks read it)
 }
@@ -521,6 +521,10 @@ func (c *Consumer) prepare(ctx context.Context) (retry bool, err error) {
 		}
 	}
 	refresh := c.mu.needMeta
+	throttled := refresh && time.Since(c.mu.lastRefresh) < 100*time.Millisecond
+	if refresh && !throttled {
+		c.mu.lastRefresh = time.Now()
+	}
 	c.mu.Unlock()
 
 	for _, r := range resets {
@@ -541,12 +545,11 @@ func (c *Consumer) prepare(ctx context.Context) (retry bool, err error) {
 		}
 	}
 	if needLeader || refresh {
-		if refresh && time.Since(c.lastRefresh) < 100*time.Millisecond {
+		if throttled {
 			return true, nil
 		}
 		var m *Metadata
 		if refresh {
-			c.lastRefresh = time.Now()
 			m, err = c.cl.RefreshMetadata(ctx)
 		} else {
 			m, err = c.cl.Metadata(ctx)

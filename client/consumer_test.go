@@ -547,3 +547,72 @@ func TestDecodeFetchedStopsAtHighWatermark(t *testing.T) {
 		t.Fatalf("decode corrupt: %d records, %v", len(recs), err)
 	}
 }
+
+// A consumer never reads past the high watermark: with a follower cut off
+// from the leader (still in the ISR for ReplicaLagTimeMax), records the
+// leader appended with acks=1 stay above the HW and Poll returns none of
+// them; once the link heals and the follower catches up, they come, in
+// order.
+func TestConsumerNeverPastHighWatermark(t *testing.T) {
+	cl := brokertest.NewCluster(t, brokertest.Options{Brokers: 3, ReplicaLagTimeMax: 5 * time.Second})
+	cl.CreateTopic("hw", 1, 3, nil)
+	c, err := New(Config{Bootstrap: cl.Bootstrap(), RequestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctProduce(t, c, "hw", 0, 0, 10, 5, nil)
+	tp := TopicPartition{"hw", 0}
+	cons := ctNewConsumer(t, c, ConsumerConfig{AutoOffsetReset: OffsetResetEarliest, FetchMaxWait: 50 * time.Millisecond})
+	cons.Assign(tp)
+	got := ctConsume(t, cons, 10, 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := c.RefreshMetadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Topics["hw"][0]
+	var follower int32 = -1
+	for _, r := range p.ISR {
+		if r != p.Leader {
+			follower = r
+		}
+	}
+	cut := time.Now()
+	cl.Ctrl.Net.Cut([]string{cl.Addr(follower)}, []string{cl.Addr(p.Leader)})
+
+	b := record.NewBuilder(record.BatchOptions{})
+	for i := 10; i < 15; i++ {
+		var hdrs []record.Header
+		if i%3 == 0 {
+			hdrs = []record.Header{{Key: "n", Value: []byte(fmt.Sprint(i))}}
+		}
+		b.Append(time.Now().UnixMilli(), []byte(fmt.Sprint("k", i)), []byte(ctValue(0, i)), hdrs)
+	}
+	batch, _ := b.Build()
+	bc, _, err := c.LeaderClient(ctx, "hw", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := bc.Produce(ctx, &pb.ProduceRequest{Acks: 1, Topics: []*pb.ProduceTopic{{Topic: "hw", Partitions: []*pb.ProducePartition{{Partition: 0, Records: batch}}}}})
+	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != pb.ErrorCode_NONE || resp.Topics[0].Partitions[0].BaseOffset != 10 {
+		t.Fatalf("produce acks=1: %v %v", err, resp)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	recs, err := cons.Poll(pctx)
+	pcancel()
+	if len(recs) > 0 {
+		t.Fatalf("read offset %d above the high watermark (%s after the cut)", recs[0].Offset, time.Since(cut))
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Poll: %v", err)
+	}
+	if time.Since(cut) > 5*time.Second {
+		t.Skip("the machine is too slow: the ISR may have shrunk before the Poll ended")
+	}
+	cl.Ctrl.Net.HealAll()
+	got = append(got, ctConsume(t, cons, 5, 15*time.Second)...)
+	ctCheckDense(t, got, map[int32]int64{0: 0}, map[int32]int{0: 15})
+}
