@@ -14,7 +14,7 @@ func newClusterCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "Describe the cluster: brokers and the controller quorum",
-		Args:  noArgs,
+		Args:  subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("name a subcommand: describe")
 		},

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +32,7 @@ A plan is JSON in the shape Kafka's tool uses:
 replicas is the target replica list, preferred leader first. A partition moves
 in steps: the new replicas join and copy the log, then the old ones leave;
 leadership moves if the leader leaves.`,
-		Args: noArgs,
+		Args: subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("name a subcommand: generate, execute, verify or cancel")
 		},
@@ -105,12 +107,23 @@ func parsePlan(path string, data []byte) (*reassignPlan, error) {
 	return &p, nil
 }
 
-// writePlan prints a plan as indented JSON.
-func writePlan(w interface{ Write([]byte) (int, error) }, p *reassignPlan) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(p); err != nil {
-		return fmt.Errorf("write plan: %w", err)
+// writePlan prints a plan as JSON, one partition per line (as Kafka's tool
+// keeps it compact, but diffable).
+func writePlan(w io.Writer, p *reassignPlan) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\"version\":%d,\"partitions\":[", p.Version)
+	for i, pp := range p.Partitions {
+		line, err := json.Marshal(pp)
+		if err != nil {
+			return fmt.Errorf("write plan: %w", err)
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n  ")
+		b.Write(line)
 	}
-	return nil
+	b.WriteString("\n]}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -23,7 +23,7 @@ func newTopicsCmd(g *globalOptions) *cobra.Command {
 Tables by default; --output json prints JSON whose field names are stable.
 Exit codes: 0 success, 1 a request the cluster refused (or could not be
 reached), 2 bad usage.`,
-		Args: noArgs,
+		Args: subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("name a subcommand: create, list, describe, alter or delete")
 		},
@@ -50,6 +50,20 @@ func usagef(format string, args ...any) error {
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
 		return usagef("%s takes no arguments, got %q (see %s --help)", cmd.CommandPath(), args, cmd.CommandPath())
+	}
+	return nil
+}
+
+// subcommandArgs refuses an unknown subcommand of a parent command.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		return usagef("unknown command %q for %s (want %s)", args[0], cmd.CommandPath(), strings.Join(names, ", "))
 	}
 	return nil
 }
@@ -158,8 +172,11 @@ func parseInt32List(s, what string) ([]int32, error) {
 	return out, nil
 }
 
-// ints formats a replica list as 1,2,3.
+// ints formats a replica list as 1,2,3 ("-" when empty).
 func ints(s []int32) string {
+	if len(s) == 0 {
+		return "-"
+	}
 	parts := make([]string, len(s))
 	for i, n := range s {
 		parts[i] = strconv.Itoa(int(n))

@@ -119,8 +119,11 @@ func describeTable(tw *tabwriter.Writer, topics []topicDescription, underReplica
 			cfgs = append(cfgs, k+"="+v)
 		}
 		sort.Strings(cfgs)
-		fmt.Fprintf(tw, "Topic: %s  Id: %s  Partitions: %d  ReplicationFactor: %d  Configs: %s\n",
-			t.Name, t.ID, t.PartitionCount, t.ReplicationFactor, strings.Join(cfgs, ","))
+		line := fmt.Sprintf("Topic: %s  Id: %s  Partitions: %d  ReplicationFactor: %d", t.Name, t.ID, t.PartitionCount, t.ReplicationFactor)
+		if len(cfgs) > 0 {
+			line += "  Configs: " + strings.Join(cfgs, ",")
+		}
+		fmt.Fprintln(tw, line)
 		fmt.Fprintln(tw, "PARTITION\tLEADER\tEPOCH\tREPLICAS\tISR\tOFFLINE")
 		for _, p := range t.Partitions {
 			leader := strconv.Itoa(int(p.Leader))

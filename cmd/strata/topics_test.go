@@ -81,6 +81,8 @@ func TestTopicsCommands(t *testing.T) {
 	wantRun(t, bs, 2, []string{"invalid argument"}, "topics", "create", "x", "--partitions", "many")
 	wantRun(t, bs, 2, []string{"missing the topic NAME"}, "topics", "create")
 	wantRun(t, bs, 2, []string{"unknown flag"}, "topics", "list", "--colour")
+	wantRun(t, bs, 2, []string{`unknown command "frob"`, "create, delete, describe, list"}, "topics", "frob")
+	wantRun(t, bs, 2, []string{"name a subcommand"}, "topics")
 	wantRun(t, bs, 2, []string{"--output", "table or json"}, "topics", "list", "--output", "yaml")
 
 	out = wantRun(t, bs, 0, nil, "topics", "list")
