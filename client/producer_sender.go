@@ -108,6 +108,9 @@ func (p *Producer) produce(addr string, parts []drained) {
 	topics := map[string]*pb.ProduceTopic{}
 	for _, d := range parts {
 		var records []byte
+		if len(d.batches) > 1 {
+			records = make([]byte, 0, d.bytes) // a compressed batch is smaller than its estimate
+		}
 		for _, b := range d.batches {
 			if b.built == nil {
 				built, err := b.builder.Build()
