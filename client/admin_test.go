@@ -228,6 +228,7 @@ func TestAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		tp := client.TopicPartition{Topic: "moves", Partition: 0}
+		start := time.Now().Add(-time.Second)
 		produce(t, ctx, a, tp, 10)
 		// Warm the metadata cache with 101 as leader.
 		offs, err := a.ListOffsets(ctx, map[client.TopicPartition]client.OffsetSpec{tp: client.OffsetLatest, {Topic: "moves", Partition: 7}: client.OffsetEarliest})
@@ -270,6 +271,20 @@ func TestAdmin(t *testing.T) {
 		offs, err = a.ListOffsets(ctx, map[client.TopicPartition]client.OffsetSpec{tp: client.OffsetEarliest})
 		if err != nil || offs[0].Err != nil || offs[0].Offset != 4 {
 			t.Fatalf("earliest after delete: %v %+v", err, offs)
+		}
+		offs, err = a.ListOffsets(ctx, map[client.TopicPartition]client.OffsetSpec{tp: client.OffsetForTime(start)})
+		if err != nil || offs[0].Err != nil || offs[0].Offset != 4 || offs[0].Timestamp < start.UnixMilli() {
+			t.Fatalf("offset for a time before the records: %v %+v", err, offs)
+		}
+		offs, err = a.ListOffsets(ctx, map[client.TopicPartition]client.OffsetSpec{tp: client.OffsetForTime(time.Now().Add(time.Hour))})
+		if err != nil || offs[0].Err != nil || offs[0].Offset != -1 {
+			t.Fatalf("offset for a time after the records: %v %+v", err, offs)
+		}
+		if _, err := a.ListOffsets(ctx, map[client.TopicPartition]client.OffsetSpec{tp: -3}); codeOf(err) != pb.ErrorCode_INVALID_REQUEST {
+			t.Fatalf("bad offset spec: %v", err)
+		}
+		if _, err := a.DeleteRecords(ctx, nil); codeOf(err) != pb.ErrorCode_INVALID_REQUEST {
+			t.Fatalf("delete records of nothing: %v", err)
 		}
 		dr, err = a.DeleteRecords(ctx, map[client.TopicPartition]int64{tp: 99})
 		if err != nil || codeOf(dr[0].Err) != pb.ErrorCode_OFFSET_OUT_OF_RANGE {

@@ -60,6 +60,9 @@ func TestClusterElectReassignCommands(t *testing.T) {
 		if out := wantRun(t, bs, 0, nil, "elect-leaders", "--preferred"); !strings.Contains(out, "No partition needs an election.") {
 			t.Errorf("elect all: %q", out)
 		}
+		if out := wantRun(t, bs, 0, nil, "elect-leaders", "--unclean"); !strings.Contains(out, "No partition needs an election.") {
+			t.Errorf("unclean, nothing leaderless: %q", out)
+		}
 		var res struct {
 			Results []electionOutcome `json:"results"`
 		}
