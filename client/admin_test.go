@@ -388,3 +388,39 @@ func produce(t *testing.T, ctx context.Context, a *client.Admin, tp client.Topic
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestAdminThreeVoters: admin writes reach the active controller of a
+// three-voter quorum (following NOT_CONTROLLER when the first voter asked is
+// a follower), and DescribeQuorum answers
+// with the leader's view of every voter.
+func TestAdminThreeVoters(t *testing.T) {
+	c := brokertest.NewCluster(t, brokertest.Options{Voters: 3, Brokers: 1})
+	a := newAdmin(t, c)
+	ctx := testCtx(t)
+	for i := range 3 {
+		res, err := a.CreateTopics(ctx, []client.NewTopic{{Name: "t" + string(rune('a'+i))}}, client.CreateTopicsOptions{})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("create: %v %+v", err, res)
+		}
+	}
+	q, err := a.DescribeQuorum(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Voters) != 3 || q.LeaderID < 0 || q.CommitIndex == 0 {
+		t.Fatalf("quorum: %+v", q)
+	}
+	leaders := 0
+	for _, v := range q.Voters {
+		if v.ID == q.LeaderID {
+			leaders++
+			if v.Lag(q) != 0 {
+				t.Errorf("leader lag %d", v.Lag(q))
+			}
+		}
+	}
+	d, err := a.DescribeCluster(ctx)
+	if err != nil || leaders != 1 || d.ControllerID != q.LeaderID {
+		t.Fatalf("cluster %+v, quorum %+v: %v", d, q, err)
+	}
+}
