@@ -192,6 +192,7 @@ func (c *Consumer) assign(partitions []TopicPartition, positions map[TopicPartit
 		}
 		if off, ok := positions[tp]; ok {
 			p.seekLocked(off)
+			c.kickLocked(p)
 		}
 		next[tp] = p
 	}
@@ -255,6 +256,7 @@ func (c *Consumer) Seek(tp TopicPartition, offset int64) error {
 		return err
 	}
 	p.seekLocked(offset)
+	c.kickLocked(p)
 	c.wakeLocked()
 	return nil
 }
@@ -389,6 +391,9 @@ func (c *Consumer) setPaused(paused bool, partitions []TopicPartition) error {
 			continue
 		}
 		p.paused = paused
+		if !paused {
+			c.kickLocked(p)
+		}
 		if paused {
 			// Drop what was fetched ahead: Resume fetches it again.
 			p.fetchPos = p.pos
@@ -480,6 +485,14 @@ func (c *Consumer) signal() {
 	select {
 	case c.ready <- struct{}{}:
 	default:
+	}
+}
+
+// kickLocked ends the long poll of p's fetch session, if one is waiting,
+// so that p's new position is fetched now rather than after FetchMaxWait.
+func (c *Consumer) kickLocked(p *consumerPart) {
+	if s := c.mu.sessions[p.leader]; s != nil {
+		s.kickLocked()
 	}
 }
 
@@ -577,6 +590,7 @@ func (c *Consumer) prepare(ctx context.Context) (retry bool, err error) {
 			if c.mu.sessions[b.Addr] == nil {
 				c.startSessionLocked(b.Addr)
 			}
+			c.kickLocked(p)
 		}
 		c.mu.Unlock()
 	}
@@ -597,6 +611,7 @@ func (c *Consumer) resolveReset(ctx context.Context, tp TopicPartition, reset in
 	defer c.mu.Unlock()
 	if p := c.mu.parts[tp]; p != nil && p.gen == gen && p.reset == reset {
 		p.seekLocked(off)
+		c.kickLocked(p)
 	}
 	c.wakeLocked()
 	return nil

@@ -28,7 +28,15 @@ type fetchSession struct {
 	addr  string
 	out   chan *fetchResult
 	wakeC chan struct{}
+
+	// Guarded by Consumer.mu: the in-flight Fetch's cancel (nil when none),
+	// and whether kickLocked used it.
+	cancel context.CancelFunc
+	kicked bool
 }
+
+// errFetchKicked: the Fetch was cancelled by kickLocked.
+var errFetchKicked = errors.New("client: fetch superseded")
 
 // fetchResult is one Fetch's answer, decoded.
 type fetchResult struct {
@@ -63,6 +71,17 @@ func (c *Consumer) startSessionLocked(addr string) {
 	}()
 }
 
+// kickLocked cancels the in-flight Fetch: a partition's position changed
+// (Seek, Resume, a reset, a new leader), and the long poll would hold the
+// new position back for up to FetchMaxWait. The cancelled Fetch's
+// partitions are simply fetched again; nothing moved. Consumer.mu is held.
+func (s *fetchSession) kickLocked() {
+	if s.cancel != nil && !s.kicked {
+		s.kicked = true
+		s.cancel()
+	}
+}
+
 func (s *fetchSession) wake() {
 	select {
 	case s.wakeC <- struct{}{}:
@@ -82,8 +101,9 @@ func (s *fetchSession) run() {
 				return
 			}
 		}
-		asks := s.ready()
+		asks, fctx, cancel := s.ready(ctx)
 		if len(asks) == 0 {
+			cancel()
 			select {
 			case <-s.wakeC:
 				continue
@@ -91,9 +111,14 @@ func (s *fetchSession) run() {
 				return
 			}
 		}
-		res, err := s.fetch(ctx, asks, &it)
+		res, err := s.fetch(fctx, asks, &it)
+		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errFetchKicked) {
+			s.lost(asks, false)
+			continue
 		}
 		if err != nil {
 			// The broker is unreachable or refused the whole request: find
@@ -115,11 +140,15 @@ func (s *fetchSession) run() {
 	}
 }
 
-// ready picks the partitions to fetch from this broker and marks them in flight.
-func (s *fetchSession) ready() []fetchAsk {
+// ready picks the partitions to fetch from this broker and marks them in
+// flight; the Fetch runs under the returned context, which kickLocked can
+// cancel.
+func (s *fetchSession) ready(ctx context.Context) ([]fetchAsk, context.Context, context.CancelFunc) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	fctx, cancel := context.WithCancel(ctx)
+	s.cancel, s.kicked = cancel, false
 	var asks []fetchAsk
 	for _, p := range c.mu.parts {
 		if p.leader != s.addr || p.paused || p.inflight || p.err != nil || p.reset != resetNone || p.fetchPos < 0 {
@@ -128,7 +157,10 @@ func (s *fetchSession) ready() []fetchAsk {
 		p.inflight = true
 		asks = append(asks, fetchAsk{p: p, from: p.fetchPos, gen: p.gen, epoch: p.leaderEpoch})
 	}
-	return asks
+	if len(asks) == 0 {
+		s.cancel = nil
+	}
+	return asks, fctx, cancel
 }
 
 // lost marks partitions as needing a new leader lookup and clears their
@@ -176,7 +208,14 @@ func (s *fetchSession) fetch(ctx context.Context, asks []fetchAsk, it *record.It
 	c.fetches.Add(1)
 	resp, err := bc.Fetch(rctx, req, FetchCallOptions()...)
 	cancel()
+	c.mu.Lock()
+	kicked := s.kicked
+	s.cancel = nil
+	c.mu.Unlock()
 	if err != nil {
+		if kicked {
+			return nil, errFetchKicked
+		}
 		return nil, FromError(err)
 	}
 
