@@ -211,8 +211,9 @@ func (p *Producer) settle(r *produceResult) {
 			back = p.backoff(attempts)
 		}
 		failed := p.acc.failed(d.tp, err, retry, now.Add(back), single)
-		if !retry && retriable && !single {
-			err = fmt.Errorf("%w: records for %s-%d not acknowledged after %d attempts: %w", ErrDeliveryTimeout, d.tp.topic, d.tp.partition, attempts, err)
+		if !retry && retriable && !single && !now.Before(d.batches[0].deadline) {
+			err = fmt.Errorf("%w: records for %s-%d not acknowledged within DeliveryTimeout %v (%d attempts): %w",
+				ErrDeliveryTimeout, d.tp.topic, d.tp.partition, p.cfg.DeliveryTimeout, attempts, err)
 		}
 		for _, b := range failed {
 			p.complete(b, -1, -1, err)
