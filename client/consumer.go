@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -137,6 +138,9 @@ type consumerPart struct {
 	// resetNone (no reset pending). It is resolved by Poll with ListOffsets.
 	reset int64
 	err   error // a sticky error Poll returns until Seek (AutoOffsetReset none, corrupt data, ...)
+	// errTold: a Poll returned err already. Until then Poll returns err
+	// before any records, so records of other partitions never hide it.
+	errTold bool
 
 	leader      string // leader's address; "" unknown
 	leaderEpoch int32
@@ -227,7 +231,7 @@ func (p *consumerPart) seekLocked(off int64) {
 	p.pos, p.fetchPos = off, off
 	p.gen++
 	p.reset = resetNone
-	p.err = nil
+	p.err, p.errTold = nil, false
 }
 
 // part returns the assigned partition's state or an error naming it.
@@ -436,9 +440,12 @@ func (c *Consumer) Close() error {
 // partition, each exactly once across Polls. It waits until records arrive
 // or ctx ends (then it returns ctx's error). It returns an error without
 // records when a partition needs the caller: AutoOffsetReset none and an
-// offset out of range (an *Error with OFFSET_OUT_OF_RANGE, returned until
-// that partition is sought), or data that fails its checks. Retriable
-// errors (leader changes, a broker down) are handled inside.
+// offset out of range (an *Error with OFFSET_OUT_OF_RANGE), or data that
+// fails its checks (CORRUPT_MESSAGE). Such an error stops its partition
+// until a Seek; Poll returns it as soon as it happens (records of other
+// partitions wait for the next Poll), and again on every Poll once no
+// partition that is neither stopped nor paused is left. Retriable errors
+// (leader changes, a broker down) are handled inside.
 //
 // The records belong to the caller; the next fetch is already under way
 // while the caller works on them.
@@ -446,6 +453,9 @@ func (c *Consumer) Poll(ctx context.Context) ([]Record, error) {
 	for {
 		retry, err := c.prepare(ctx)
 		if err != nil {
+			return nil, err
+		}
+		if err := c.untoldError(); err != nil {
 			return nil, err
 		}
 		recs, err := c.drain()
@@ -617,9 +627,23 @@ func (c *Consumer) resolveReset(ctx context.Context, tp TopicPartition, reset in
 	return nil
 }
 
+// untoldError is a partition's sticky error that no Poll returned yet.
+func (c *Consumer) untoldError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.mu.parts {
+		if p.err != nil && !p.errTold {
+			p.errTold = true
+			return p.err
+		}
+	}
+	return nil
+}
+
 // drain takes at most one answer from each fetch session and returns the
-// records that continue their partitions' positions. With no records it
-// returns the first sticky partition error, if any.
+// records that continue their partitions' positions. With no records, and
+// no partition left that could bring some, it returns a sticky partition
+// error, if any.
 func (c *Consumer) drain() ([]Record, error) {
 	c.mu.Lock()
 	sessions := make([]*fetchSession, 0, len(c.mu.sessions))
@@ -638,14 +662,20 @@ func (c *Consumer) drain() ([]Record, error) {
 	if len(out) > 0 {
 		return out, nil
 	}
+	// A told error comes again only when no partition can bring records:
+	// Poll never spins on it while others are being read.
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var first error
 	for _, p := range c.mu.parts {
-		if p.err != nil {
-			return nil, p.err
+		switch {
+		case p.err != nil:
+			first = cmp.Or(first, p.err)
+		case !p.paused:
+			return nil, nil
 		}
 	}
-	return nil, nil
+	return nil, first
 }
 
 // accept appends the records of res whose partitions are still where the

@@ -616,3 +616,52 @@ func TestConsumerNeverPastHighWatermark(t *testing.T) {
 	got = append(got, ctConsume(t, cons, 5, 15*time.Second)...)
 	ctCheckDense(t, got, map[int32]int64{0: 0}, map[int32]int{0: 15})
 }
+
+// A partition's error is not hidden by records of other partitions: Poll
+// returns it first, then the others' records; it returns it again only
+// once no other partition can bring records, until the partition is sought.
+func TestConsumerErrorNotHiddenByRecords(t *testing.T) {
+	_, c := ctSetup(t, 1, "e", 2, 1)
+	ctProduce(t, c, "e", 0, 0, 20, 2, nil)
+	ctProduce(t, c, "e", 1, 0, 20, 2, nil)
+	p0, p1 := TopicPartition{"e", 0}, TopicPartition{"e", 1}
+	cons := ctNewConsumer(t, c, ConsumerConfig{AutoOffsetReset: OffsetResetNone, PartitionMaxBytes: 1, FetchMaxWait: 50 * time.Millisecond})
+	cons.Assign(p0, p1)
+	cons.Seek(p0, 500)
+	cons.Seek(p1, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []Record
+	errs := 0
+	for len(got) < 20 {
+		recs, err := cons.Poll(ctx)
+		if err != nil {
+			if !errors.Is(err, &Error{Code: pb.ErrorCode_OFFSET_OUT_OF_RANGE}) {
+				t.Fatal(err)
+			}
+			if errs == 0 && len(got) == 20 {
+				t.Fatal("the error came only after every record of partition 1")
+			}
+			errs++
+			continue
+		}
+		got = append(got, recs...)
+	}
+	if errs != 1 {
+		t.Fatalf("%d errors while partition 1 had records, want 1", errs)
+	}
+	ctCheckDense(t, got, map[int32]int64{1: 0}, map[int32]int{1: 20})
+	// Partition 1 could still bring records: Poll waits for them...
+	short, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer scancel()
+	if _, err := cons.Poll(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Poll with partition 1 live: %v", err)
+	}
+	// ... but with it paused only the failed partition is left.
+	cons.Pause(p1)
+	if _, err := cons.Poll(ctx); !errors.Is(err, &Error{Code: pb.ErrorCode_OFFSET_OUT_OF_RANGE}) {
+		t.Fatalf("Poll with only the failed partition left: %v", err)
+	}
+	cons.Seek(p0, 18)
+	ctCheckDense(t, ctConsume(t, cons, 2, 10*time.Second), map[int32]int64{0: 18}, map[int32]int{0: 2})
+}
