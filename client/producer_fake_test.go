@@ -34,6 +34,8 @@ type fakeBroker struct {
 	maxIn    int
 	partIn   map[int32]int
 	maxPart  int
+
+	metadataCalls int
 }
 
 func newFakeBroker(t *testing.T, partitions int32) *fakeBroker {
@@ -51,13 +53,16 @@ func newFakeBroker(t *testing.T, partitions int32) *fakeBroker {
 }
 
 func (f *fakeBroker) Metadata(context.Context, *pb.MetadataRequest) (*pb.MetadataResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metadataCalls++
 	host, port, _ := net.SplitHostPort(f.addr)
 	p, _ := strconv.Atoi(port)
 	t := &pb.MetadataTopicResult{Name: "t"}
 	for i := range f.partitions {
 		t.Partitions = append(t.Partitions, &pb.MetadataPartitionResult{Partition: i, LeaderId: 1, LeaderEpoch: 1, Replicas: []int32{1}, Isr: []int32{1}})
 	}
-	return &pb.MetadataResponse{ClusterId: "fake", MetadataOffset: 1, Brokers: []*pb.BrokerNode{{NodeId: 1, Host: host, Port: int32(p)}}, Topics: []*pb.MetadataTopicResult{t}}, nil
+	return &pb.MetadataResponse{ClusterId: "fake", MetadataOffset: int64(f.metadataCalls), Brokers: []*pb.BrokerNode{{NodeId: 1, Host: host, Port: int32(p)}}, Topics: []*pb.MetadataTopicResult{t}}, nil
 }
 
 func (f *fakeBroker) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
@@ -110,7 +115,12 @@ func (f *fakeBroker) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.P
 
 func fakeProducer(t *testing.T, f *fakeBroker, cfg client.ProducerConfig) *client.Producer {
 	t.Helper()
-	cl, err := client.New(client.Config{Bootstrap: []string{f.addr}, RequestTimeout: 5 * time.Second})
+	return fakeProducerAge(t, f, cfg, 0)
+}
+
+func fakeProducerAge(t *testing.T, f *fakeBroker, cfg client.ProducerConfig, maxAge time.Duration) *client.Producer {
+	t.Helper()
+	cl, err := client.New(client.Config{Bootstrap: []string{f.addr}, RequestTimeout: 5 * time.Second, MetadataMaxAge: maxAge})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,5 +239,65 @@ func TestProducerErrorKinds(t *testing.T) {
 				t.Fatalf("%d attempts in %v before the delivery timeout", n, time.Since(start))
 			}
 		})
+	}
+}
+
+// TestProducerMetadataRefresh: the metadata is refreshed every
+// MetadataMaxAge (partitions added to a topic become usable) and after a
+// NOT_LEADER_OR_FOLLOWER answer.
+func TestProducerMetadataRefresh(t *testing.T) {
+	f := newFakeBroker(t, 1)
+	p := fakeProducerAge(t, f, client.ProducerConfig{RetryBackoff: 10 * time.Millisecond}, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.SendSync(ctx, &client.Record{Topic: "t", Partition: 0, Value: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.partitions = 3
+	f.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := p.SendSync(ctx, &client.Record{Topic: "t", Partition: 2, Value: []byte("b")})
+		if err == nil {
+			break
+		}
+		if prodCode(err) != pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION || time.Now().After(deadline) {
+			t.Fatalf("partition 2 after the topic grew: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A second producer whose timer never fires within the test.
+	f2 := newFakeBroker(t, 2)
+	p2 := fakeProducerAge(t, f2, client.ProducerConfig{RetryBackoff: 10 * time.Millisecond}, time.Hour)
+	if _, err := p2.SendSync(ctx, &client.Record{Topic: "t", Partition: 0, Value: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	f2.mu.Lock()
+	before := f2.metadataCalls
+	f2.fail = func(part int32, attempt int) pb.ErrorCode {
+		if part == 1 && attempt == 1 {
+			return pb.ErrorCode_NOT_LEADER_OR_FOLLOWER
+		}
+		return pb.ErrorCode_NONE
+	}
+	f2.mu.Unlock()
+	if _, err := p2.SendSync(ctx, &client.Record{Topic: "t", Partition: 1, Value: []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		f2.mu.Lock()
+		calls, attempts := f2.metadataCalls, f2.attempts[1]
+		f2.mu.Unlock()
+		if attempts != 2 {
+			t.Fatalf("%d attempts on partition 1, want 2", attempts)
+		}
+		if calls > before {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("no metadata refresh after NOT_LEADER_OR_FOLLOWER")
+		}
 	}
 }
