@@ -272,6 +272,8 @@ type Producer struct {
 	stop     chan struct{} // closed by Close: the goroutines end
 	rpcCtx   context.Context
 	abort    context.CancelFunc // cancels requests in flight (Close gave up)
+	metaCtx  context.Context
+	metaStop context.CancelFunc // cancels a metadata refresh under way (Close)
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	closed   bool
@@ -296,6 +298,7 @@ func NewProducer(c *Client, cfg ProducerConfig) (*Producer, error) {
 		stop:    make(chan struct{}),
 	}
 	p.rpcCtx, p.abort = context.WithCancel(context.Background())
+	p.metaCtx, p.metaStop = context.WithCancel(context.Background())
 	p.wg.Add(2)
 	go p.runSender()
 	go p.runMetadata()
@@ -474,9 +477,11 @@ func (p *Producer) Flush(ctx context.Context) error {
 }
 
 // Close refuses further records, flushes, and stops the producer's
-// goroutines. If ctx ends first, records not yet delivered fail with
-// ErrProducerClosed and Close returns ctx's error. Close does not close
-// the Client. Calling it again returns nil.
+// goroutines. If ctx ends first, requests in flight are cancelled, records
+// not yet delivered fail with ErrProducerClosed (some may still have been
+// stored) and Close returns ctx's error. A Send racing with Close may fail
+// with ErrProducerClosed. Close does not close the Client. Calling it
+// again returns nil.
 func (p *Producer) Close(ctx context.Context) error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
@@ -490,6 +495,7 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.abort()
 	}
 	close(p.stop)
+	p.metaStop()
 	p.wg.Wait()
 	p.abort()
 	return err
@@ -508,7 +514,7 @@ func (p *Producer) runMetadata() {
 		case <-p.stop:
 			return
 		}
-		ctx, cancel := context.WithTimeout(p.rpcCtx, p.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(p.metaCtx, p.cfg.RequestTimeout)
 		m, err := p.c.RefreshMetadata(ctx)
 		cancel()
 		if err == nil {

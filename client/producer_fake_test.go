@@ -301,3 +301,29 @@ func TestProducerMetadataRefresh(t *testing.T) {
 		}
 	}
 }
+
+// TestProducerCloseGivesUp: Close whose ctx ends before the records are
+// acknowledged returns promptly; those records fail with ErrProducerClosed.
+func TestProducerCloseGivesUp(t *testing.T) {
+	f := newFakeBroker(t, 1)
+	f.delay = 3 * time.Second
+	p := fakeProducer(t, f, client.ProducerConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fut := p.Send(ctx, &client.Record{Topic: "t", Partition: 0, Value: []byte("slow")})
+	cctx, ccancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer ccancel()
+	start := time.Now()
+	if err := p.Close(cctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v, want DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("Close took %v", el)
+	}
+	if _, err := fut.Wait(ctx); !errors.Is(err, client.ErrProducerClosed) {
+		t.Fatalf("record: %v, want ErrProducerClosed", err)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
