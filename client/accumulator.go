@@ -29,6 +29,30 @@ type batch struct {
 	base       int64 // offset of its first record; -1 with acks=0
 	appendTime int64 // the broker's LogAppendTime, -1 if CreateTime
 	err        error
+
+	// A batch the broker refused as too large is split: its records go to
+	// children (in order; child i holds records first.. of the parent),
+	// which are delivered in its place. The parent completes when its last
+	// child does, and its futures read their child's outcome.
+	children []*batch
+	parent   *batch
+	first    int
+	left     int // children not completed yet
+}
+
+// leaf is the batch that holds record idx of b, and idx within it.
+func (b *batch) leaf(idx int) (*batch, int) {
+	for len(b.children) > 0 {
+		c := b.children[0]
+		for _, next := range b.children[1:] {
+			if next.first > idx {
+				break
+			}
+			c = next
+		}
+		b, idx = c, idx-c.first
+	}
+	return b, idx
 }
 
 // partQueue is one partition's batches, oldest first; only the last one
@@ -288,6 +312,61 @@ func (a *accumulator) close() []*batch {
 		}
 	}
 	return out
+}
+
+// split replaces tp's one in-flight batch, which the broker refused as too
+// large, by two halves re-encoded from it, ready to send at once (each is
+// split again if still too large). It returns false, changing nothing,
+// when the batch holds a single record or cannot be read back.
+func (a *accumulator) split(tp topicPartition) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.mu.queues[tp]
+	if q == nil || q.inFlight != 1 {
+		return false
+	}
+	b := q.batches[0]
+	if b.count < 2 || b.built == nil {
+		return false
+	}
+	var it record.Iterator
+	if err := it.Reset(b.built); err != nil {
+		return false
+	}
+	half := (b.count + 1) / 2
+	var children []*batch
+	var c *batch
+	var headers []record.Header
+	for i := 0; it.Next(); i++ {
+		if i == 0 || i == half {
+			bl := a.builders.Get().(*record.Builder)
+			bl.Reset(a.opts)
+			c = &batch{tp: tp, builder: bl, created: b.created, deadline: b.deadline, sealed: true,
+				done: make(chan struct{}), base: -1, appendTime: -1, parent: b, first: i}
+			children = append(children, c)
+		}
+		r := it.Record()
+		headers = headers[:0]
+		for k, v := range r.Headers() {
+			headers = append(headers, record.Header{Key: string(k), Value: v})
+		}
+		if err := c.builder.Append(r.Timestamp, r.Key, r.Value, headers); err != nil {
+			return false
+		}
+		c.count++
+	}
+	if it.Err() != nil || len(children) != 2 || children[0].count+children[1].count != b.count {
+		for _, c := range children {
+			a.builders.Put(c.builder)
+		}
+		return false
+	}
+	b.children, b.left = children, len(children)
+	a.builders.Put(b.builder)
+	b.builder, b.built = nil, nil
+	q.batches = append(children, q.batches[1:]...)
+	q.inFlight, q.retryAt, q.single = 0, time.Time{}, true
+	return true
 }
 
 // recycle returns a completed batch's builder for reuse.

@@ -187,3 +187,64 @@ func TestMemoryBlocksThenErrors(t *testing.T) {
 		t.Fatalf("in use %d", m.inUse())
 	}
 }
+
+func TestAccumulatorSplit(t *testing.T) {
+	a := testAcc()
+	tp := topicPartition{"t", 0}
+	now := time.Now()
+	var parent *batch
+	for i := range 5 {
+		parent = mustAppend(t, a, tp, now, []byte{byte('a' + i)}).b
+	}
+	reqs, _, _ := a.drain(now, drainFlags{flush: true}, 1<<20, allTo("b"))
+	if len(reqs["b"]) != 1 {
+		t.Fatal("not drained")
+	}
+	if a.split(tp) {
+		t.Fatal("split a batch that was never built")
+	}
+	built, err := parent.builder.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.built = built
+	if !a.split(tp) {
+		t.Fatal("split refused")
+	}
+	if len(parent.children) != 2 || parent.children[0].count != 3 || parent.children[1].count != 2 || parent.children[1].first != 3 {
+		t.Fatalf("children %+v", parent.children)
+	}
+	for idx, want := range []struct {
+		child, idx int
+	}{{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}} {
+		c, i := parent.leaf(idx)
+		if c != parent.children[want.child] || i != want.idx {
+			t.Fatalf("leaf(%d) = child %p index %d", idx, c, i)
+		}
+	}
+	// The halves are at the head, sent one per request.
+	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
+	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 1 || d[0].batches[0] != parent.children[0] {
+		t.Fatalf("after split: %+v", reqs)
+	}
+	// A single record is not split.
+	built, _ = parent.children[0].builder.Build()
+	parent.children[0].built = built
+	a.succeeded(tp)
+	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
+	if len(reqs["b"]) != 1 {
+		t.Fatal("second half not drained")
+	}
+	c := parent.children[1]
+	built, _ = c.builder.Build()
+	c.built = built
+	if !a.split(tp) || len(c.children) != 2 || c.children[0].count != 1 {
+		t.Fatalf("second split: %+v", c.children)
+	}
+	a.drain(now, drainFlags{}, 1<<20, allTo("b"))
+	g := c.children[0]
+	g.built, _ = g.builder.Build()
+	if a.split(tp) {
+		t.Fatal("split a one-record batch")
+	}
+}

@@ -218,13 +218,13 @@ func (f *Future) Wait(ctx context.Context) (RecordMetadata, error) {
 }
 
 func (f *Future) result() (RecordMetadata, error) {
-	b := f.b
+	b, idx := f.b.leaf(int(f.idx))
 	if b.err != nil {
 		return RecordMetadata{}, b.err
 	}
 	md := RecordMetadata{Topic: b.tp.topic, Partition: b.tp.partition, Offset: -1, Timestamp: time.UnixMilli(f.ts)}
 	if b.base >= 0 {
-		md.Offset = b.base + int64(f.idx)
+		md.Offset = b.base + int64(idx)
 	}
 	if b.appendTime >= 0 {
 		md.Timestamp = time.UnixMilli(b.appendTime)
@@ -254,8 +254,11 @@ func (f *Future) result() (RecordMetadata, error) {
 // ...) refresh the metadata and resend after a backoff until
 // DeliveryTimeout. Like Kafka's non-idempotent producer, a resend after a
 // timeout or NOT_ENOUGH_REPLICAS_AFTER_APPEND may store the records twice;
-// every acknowledged record is stored at the offset reported. Other errors
-// fail the batch's records with the *Error.
+// every acknowledged record is stored at the offset reported. A batch the
+// broker refuses as MESSAGE_TOO_LARGE (a topic whose max.message.bytes is
+// below BatchSize) is split in halves and resent, as Kafka's producer does,
+// so only a record too large by itself fails. Other errors fail the batch's
+// records with the *Error.
 type Producer struct {
 	c   *Client
 	cfg ProducerConfig

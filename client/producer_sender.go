@@ -196,8 +196,13 @@ func (p *Producer) settle(r *produceResult) {
 		var e *Error
 		retriable := errors.As(err, &e) && e.Retriable
 		single := false
-		if errors.As(err, &e) && e.Code == pb.ErrorCode_MESSAGE_TOO_LARGE && len(d.batches) > 1 {
-			retriable, single = true, true // resend the batches one by one: only the large one fails
+		if errors.As(err, &e) && e.Code == pb.ErrorCode_MESSAGE_TOO_LARGE {
+			if len(d.batches) > 1 {
+				retriable, single = true, true // resend the batches one by one: only the large one fails
+			} else if p.acc.split(d.tp) {
+				p.signal() // the halves go at once
+				continue
+			}
 		}
 		attempts := p.acc.attemptsOf(d.tp) + 1
 		retry := retriable && p.rpcCtx.Err() == nil &&
@@ -224,10 +229,20 @@ func (p *Producer) settle(r *produceResult) {
 	}
 }
 
-// complete settles a batch: its futures see offset base+i or err.
+// complete settles a batch: its futures see offset base+i or err. The
+// last child of a split batch completes its parent too (before its own
+// done is closed, so a Flush that saw the child sees the parent done).
 func (p *Producer) complete(b *batch, base, appendTime int64, err error) {
 	b.base, b.appendTime, b.err = base, appendTime, err
+	p.acc.recycle(b)
+	for c := b; c.parent != nil; c = c.parent {
+		c.parent.left--
+		if c.parent.left > 0 {
+			break
+		}
+		close(c.parent.done)
+		p.mem.release(c.parent.bytes)
+	}
 	close(b.done)
 	p.mem.release(b.bytes)
-	p.acc.recycle(b)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,6 +318,45 @@ func TestProducerBadInput(t *testing.T) {
 	}
 	if md, err := p.SendSync(ctx, &client.Record{Topic: "small", Partition: 0, Value: []byte("ok")}); err != nil || md.Offset != 0 {
 		t.Fatalf("small record after: %+v %v", md, err)
+	}
+	// A batch over max.message.bytes whose records each fit is split until
+	// they do (Kafka's producer does the same); only the record that is too
+	// large by itself fails, and order holds.
+	lp := prodNew(t, cl, client.ProducerConfig{Linger: 200 * time.Millisecond})
+	var futs []*client.Future
+	for i := range 9 {
+		v := make([]byte, 400)
+		if i == 4 {
+			v = make([]byte, 5000)
+		}
+		copy(v, fmt.Sprint("r", i))
+		futs = append(futs, lp.Send(ctx, &client.Record{Topic: "small", Partition: 1, Value: v}))
+	}
+	if err := lp.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	prev := int64(-1)
+	for i, f := range futs {
+		md, err := f.Wait(ctx)
+		if i == 4 {
+			if prodCode(err) != pb.ErrorCode_MESSAGE_TOO_LARGE {
+				t.Fatalf("record over max.message.bytes in a split batch: %v", err)
+			}
+			continue
+		}
+		if err != nil || md.Offset <= prev {
+			t.Fatalf("record %d of a split batch: %+v %v (previous offset %d)", i, md, err, prev)
+		}
+		prev = md.Offset
+	}
+	got := readPartition(t, cl, "small", 1)
+	if len(got) != 8 {
+		t.Fatalf("partition 1 holds %d records, want 8", len(got))
+	}
+	for i, f := range futs {
+		if md, err := f.Wait(ctx); err == nil && !strings.HasPrefix(got[md.Offset], fmt.Sprint("r", i)) {
+			t.Fatalf("record %d at %d holds %.3q", i, md.Offset, got[md.Offset])
+		}
 	}
 	if _, err := p.SendSync(ctx, &client.Record{Partition: 0, Value: []byte("x")}); prodCode(err) != pb.ErrorCode_INVALID_REQUEST {
 		t.Fatalf("no topic: %v", err)
