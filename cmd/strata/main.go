@@ -4,11 +4,16 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 )
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "strata:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "strata: ") {
+			msg = "strata: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(exitCode(err))
 	}
 }
