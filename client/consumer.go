@@ -280,6 +280,15 @@ func (c *Consumer) SeekToEnd(partitions ...TopicPartition) error {
 }
 
 func (c *Consumer) seekTo(where int64, partitions []TopicPartition) error {
+	return c.eachPartition(partitions, func(p *consumerPart) {
+		p.seekLocked(-1)
+		p.reset = where
+	})
+}
+
+// eachPartition runs fn under the consumer's lock on each of partitions
+// (every assigned one when none are named), then wakes Poll.
+func (c *Consumer) eachPartition(partitions []TopicPartition, fn func(*consumerPart)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
@@ -290,8 +299,7 @@ func (c *Consumer) seekTo(where int64, partitions []TopicPartition) error {
 		return err
 	}
 	for _, p := range ps {
-		p.seekLocked(-1)
-		p.reset = where
+		fn(p)
 	}
 	c.wakeLocked()
 	return nil
@@ -381,18 +389,9 @@ func (c *Consumer) Resume(partitions ...TopicPartition) error {
 }
 
 func (c *Consumer) setPaused(paused bool, partitions []TopicPartition) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mu.closed {
-		return ErrConsumerClosed
-	}
-	ps, err := c.partsLocked(partitions)
-	if err != nil {
-		return err
-	}
-	for _, p := range ps {
+	return c.eachPartition(partitions, func(p *consumerPart) {
 		if p.paused == paused {
-			continue
+			return
 		}
 		p.paused = paused
 		if !paused {
@@ -403,9 +402,7 @@ func (c *Consumer) setPaused(paused bool, partitions []TopicPartition) error {
 			p.fetchPos = p.pos
 			p.gen++
 		}
-	}
-	c.wakeLocked()
-	return nil
+	})
 }
 
 // Paused lists the paused partitions.
