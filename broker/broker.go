@@ -113,6 +113,7 @@ type Broker struct {
 	epoch       atomic.Int64                  // broker epoch, 0 until registered
 	image       atomic.Pointer[raftfsm.Image] // latest applied metadata
 	fenced      atomic.Bool
+	heartbeatOK atomic.Int64 // unix nanos of the last heartbeat the controller answered
 	caughtUp    atomic.Bool
 	replicas    *replicaManager
 	svc         *service
@@ -218,14 +219,35 @@ func (b *Broker) Start(ctx context.Context) error {
 func (b *Broker) Close() error {
 	if b.ctx != nil && b.epoch.Load() > 0 {
 		b.wantShutdown.Store(true)
-		select {
-		case <-b.shutdownGranted:
-		case <-time.After(b.cfg.ShutdownTimeout):
-			b.log.Warn("broker: controlled shutdown timed out; stopping anyway")
+		b.heartbeatOK.Store(time.Now().UnixNano()) // the wait for a reachable quorum starts now
+		deadline := time.After(b.cfg.ShutdownTimeout)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for {
+			select {
+			case <-b.shutdownGranted:
+				break wait
+			case <-deadline:
+				b.log.Warn("broker: controlled shutdown timed out; stopping anyway")
+				break wait
+			case <-tick.C:
+				// No active controller to move the leaderships (the quorum
+				// is gone too, as when a whole cluster stops): nothing can
+				// be moved, so waiting longer helps no one.
+				if time.Since(time.Unix(0, b.heartbeatOK.Load())) > unreachableQuorumWait {
+					b.log.Warn("broker: no active controller answers; stopping without a controlled shutdown")
+					break wait
+				}
+			}
 		}
 	}
 	return b.stop(true)
 }
+
+// unreachableQuorumWait is how long a controlled shutdown waits without any
+// heartbeat getting through before it gives up.
+const unreachableQuorumWait = 5 * time.Second
 
 // Kill stops the broker abruptly, as a crash would: no controlled shutdown,
 // no flush, no clean-shutdown marker (tests).

@@ -75,6 +75,7 @@ func (b *Broker) heartbeatLoop() {
 		case err != nil:
 			b.log.Warn("broker: heartbeat", "err", err)
 		default:
+			b.heartbeatOK.Store(time.Now().UnixNano())
 			b.fenced.Store(resp.IsFenced)
 			b.caughtUp.Store(resp.IsCaughtUp)
 			if resp.HeartbeatIntervalMs > 0 {
