@@ -18,15 +18,12 @@ func (c *Controller) createTopics(ctx context.Context, req *pb.CreateTopicsReque
 	err := c.submit(ctx, func(_ *activeState, t *txn) error {
 		resp.Topics = resp.Topics[:0]
 		start, n := t.mark()
-		seen := map[string]int{}
-		for _, ct := range req.GetTopics() {
-			seen[ct.GetName()]++
-		}
+		seen := nameCounts(req.GetTopics())
 		for _, ct := range req.GetTopics() {
 			r := &pb.CreateTopicResult{Name: ct.GetName()}
 			resp.Topics = append(resp.Topics, r)
-			if seen[ct.GetName()] > 1 {
-				r.ErrorCode, r.ErrorMessage = itemError(errorf(pb.ErrorCode_INVALID_REQUEST, "topic %q named more than once", ct.GetName()))
+			if err := namedOnce(seen, ct.GetName()); err != nil {
+				r.ErrorCode, r.ErrorMessage = itemError(err)
 				continue
 			}
 			img, k := t.mark()
@@ -92,15 +89,12 @@ func (c *Controller) createPartitions(ctx context.Context, req *pb.CreatePartiti
 	err := c.submit(ctx, func(_ *activeState, t *txn) error {
 		resp.Topics = resp.Topics[:0]
 		start, n := t.mark()
-		seen := map[string]int{}
-		for _, ct := range req.GetTopics() {
-			seen[ct.GetName()]++
-		}
+		seen := nameCounts(req.GetTopics())
 		for _, ct := range req.GetTopics() {
 			r := &pb.CreatePartitionsTopicResult{Name: ct.GetName()}
 			resp.Topics = append(resp.Topics, r)
-			if seen[ct.GetName()] > 1 {
-				r.ErrorCode, r.ErrorMessage = itemError(errorf(pb.ErrorCode_INVALID_REQUEST, "topic %q named more than once", ct.GetName()))
+			if err := namedOnce(seen, ct.GetName()); err != nil {
+				r.ErrorCode, r.ErrorMessage = itemError(err)
 				continue
 			}
 			img, k := t.mark()
@@ -127,4 +121,22 @@ func topicIDOf(b []byte) (raftfsm.TopicID, error) {
 		return id, errorf(pb.ErrorCode_INVALID_REQUEST, "%v", err)
 	}
 	return id, nil
+}
+
+// nameCounts counts how often each topic is named in a request.
+func nameCounts[T interface{ GetName() string }](items []T) map[string]int {
+	seen := make(map[string]int, len(items))
+	for _, it := range items {
+		seen[it.GetName()]++
+	}
+	return seen
+}
+
+// namedOnce refuses a topic a request names more than once: which of its
+// items would win is not defined.
+func namedOnce(seen map[string]int, name string) error {
+	if seen[name] > 1 {
+		return errorf(pb.ErrorCode_INVALID_REQUEST, "topic %q named more than once", name)
+	}
+	return nil
 }
