@@ -64,6 +64,21 @@ func (g *globalOptions) client() (*client.Client, error) {
 	return c, nil
 }
 
+// producer makes a client and a producer on it; the caller closes the
+// producer (Close flushes) and then the client.
+func (g *globalOptions) producer(cfg client.ProducerConfig) (*client.Client, *client.Producer, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := client.NewProducer(c, cfg)
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return c, p, nil
+}
+
 // print writes v as JSON with --output json, else calls table with a
 // tabwriter (flushed after).
 func (g *globalOptions) print(w io.Writer, v any, table func(tw *tabwriter.Writer)) error {

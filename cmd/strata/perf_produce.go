@@ -197,15 +197,11 @@ func runPerfProduce(ctx context.Context, cmd *cobra.Command, g *globalOptions, o
 	if err != nil {
 		return err
 	}
-	c, err := g.client()
+	c, p, err := g.producer(cfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	p, err := client.NewProducer(c, cfg)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	defer p.Close(context.Background())
 
 	value := make([]byte, o.recordSize)

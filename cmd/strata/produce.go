@@ -124,15 +124,11 @@ func runProduce(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *pr
 	if o.partition < -1 {
 		return fmt.Errorf("%w: --partition must be a partition number or -1, got %d", errUsage, o.partition)
 	}
-	c, err := g.client()
+	c, p, err := g.producer(cfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	p, err := client.NewProducer(c, cfg)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	acked := 0
 	var pending []pendingLine
 	var firstErr error
