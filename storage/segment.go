@@ -348,15 +348,8 @@ func (s *segment) truncateTo(offset int64) (int64, error) {
 		next = h.NextOffset()
 		q += int64(h.Size())
 	}
-	if p == 0 && pos == 0 {
-		next = s.base
-	} else if next == s.base && p > 0 {
-		// Every remaining batch is before the last index entry's batch.
-		next, err = s.nextOffset()
-		if err != nil {
-			return 0, err
-		}
-	}
+	// Every entry left in the index names a batch before pos, so the walk
+	// from the last one reaches the last remaining batch (none: base).
 	s.bytesSinceIndex = 0
 	return next, nil
 }
