@@ -143,7 +143,42 @@ const (
 	// Idempotent produce: the producer epoch is older than the partition's (broker service).
 	ErrorCode_INVALID_PRODUCER_EPOCH ErrorCode = 45
 	// Idempotent produce: the broker has no state for the producer id (broker service).
-	ErrorCode_UNKNOWN_PRODUCER_ID ErrorCode = 46 // Only add new codes here, at the end.
+	ErrorCode_UNKNOWN_PRODUCER_ID ErrorCode = 46
+	// Groups: the group's coordinator is not available yet (its offsets partition
+	// has no leader, or __consumer_offsets is being created). Retriable.
+	ErrorCode_COORDINATOR_NOT_AVAILABLE ErrorCode = 47
+	// Groups: this broker is not the group's coordinator; FindCoordinator again.
+	// Retriable.
+	ErrorCode_NOT_COORDINATOR ErrorCode = 48
+	// Groups: the coordinator is loading the group's state from its offsets
+	// partition. Retriable.
+	ErrorCode_COORDINATOR_LOAD_IN_PROGRESS ErrorCode = 49
+	// Groups: no such group on its coordinator.
+	ErrorCode_GROUP_ID_NOT_FOUND ErrorCode = 50
+	// Groups: the group id is empty, too long, or has control characters.
+	ErrorCode_INVALID_GROUP_ID ErrorCode = 51
+	// Groups: the member id is not (or no longer) a member of the group; the
+	// member must drop its partitions and join again with member epoch 0.
+	ErrorCode_UNKNOWN_MEMBER_ID ErrorCode = 52
+	// Groups: the member epoch in a heartbeat is not the member's; the member
+	// must drop its partitions and join again with member epoch 0.
+	ErrorCode_FENCED_MEMBER_EPOCH ErrorCode = 53
+	// Groups: an offset commit carries an old member epoch; heartbeat, then
+	// commit again with the current epoch. Retriable.
+	ErrorCode_STALE_MEMBER_EPOCH ErrorCode = 54
+	// Groups: an offset commit names a partition the member does not own.
+	ErrorCode_PARTITION_NOT_OWNED ErrorCode = 55
+	// Groups: the operation needs an empty group (delete, reset offsets, a
+	// commit from outside the group) but it has members.
+	ErrorCode_NON_EMPTY_GROUP ErrorCode = 56
+	// Groups: the heartbeat names a server assignor this coordinator does not have.
+	ErrorCode_UNSUPPORTED_ASSIGNOR ErrorCode = 57
+	// Groups: the subscription's regular expression does not compile.
+	ErrorCode_INVALID_REGULAR_EXPRESSION ErrorCode = 58
+	// Groups: the group already has group.max.size members.
+	ErrorCode_GROUP_MAX_SIZE_REACHED ErrorCode = 59
+	// Groups: the committed metadata string is longer than offset.metadata.max.bytes.
+	ErrorCode_OFFSET_METADATA_TOO_LARGE ErrorCode = 60 // Only add new codes here, at the end.
 )
 
 // Enum value maps for ErrorCode.
@@ -196,6 +231,20 @@ var (
 		44: "DUPLICATE_SEQUENCE_NUMBER",
 		45: "INVALID_PRODUCER_EPOCH",
 		46: "UNKNOWN_PRODUCER_ID",
+		47: "COORDINATOR_NOT_AVAILABLE",
+		48: "NOT_COORDINATOR",
+		49: "COORDINATOR_LOAD_IN_PROGRESS",
+		50: "GROUP_ID_NOT_FOUND",
+		51: "INVALID_GROUP_ID",
+		52: "UNKNOWN_MEMBER_ID",
+		53: "FENCED_MEMBER_EPOCH",
+		54: "STALE_MEMBER_EPOCH",
+		55: "PARTITION_NOT_OWNED",
+		56: "NON_EMPTY_GROUP",
+		57: "UNSUPPORTED_ASSIGNOR",
+		58: "INVALID_REGULAR_EXPRESSION",
+		59: "GROUP_MAX_SIZE_REACHED",
+		60: "OFFSET_METADATA_TOO_LARGE",
 	}
 	ErrorCode_value = map[string]int32{
 		"NONE":                             0,
@@ -245,6 +294,20 @@ var (
 		"DUPLICATE_SEQUENCE_NUMBER":        44,
 		"INVALID_PRODUCER_EPOCH":           45,
 		"UNKNOWN_PRODUCER_ID":              46,
+		"COORDINATOR_NOT_AVAILABLE":        47,
+		"NOT_COORDINATOR":                  48,
+		"COORDINATOR_LOAD_IN_PROGRESS":     49,
+		"GROUP_ID_NOT_FOUND":               50,
+		"INVALID_GROUP_ID":                 51,
+		"UNKNOWN_MEMBER_ID":                52,
+		"FENCED_MEMBER_EPOCH":              53,
+		"STALE_MEMBER_EPOCH":               54,
+		"PARTITION_NOT_OWNED":              55,
+		"NON_EMPTY_GROUP":                  56,
+		"UNSUPPORTED_ASSIGNOR":             57,
+		"INVALID_REGULAR_EXPRESSION":       58,
+		"GROUP_MAX_SIZE_REACHED":           59,
+		"OFFSET_METADATA_TOO_LARGE":        60,
 	}
 )
 
@@ -379,7 +442,7 @@ const file_strata_v1_errors_proto_rawDesc = "" +
 	"\tleader_id\x18\x03 \x01(\x05R\bleaderId\x12%\n" +
 	"\x0eleader_address\x18\x04 \x01(\tR\rleaderAddress\x12#\n" +
 	"\rcurrent_epoch\x18\x05 \x01(\x03R\fcurrentEpoch\x12\x1c\n" +
-	"\tretriable\x18\x06 \x01(\bR\tretriable*\xe4\t\n" +
+	"\tretriable\x18\x06 \x01(\bR\tretriable*\xd3\f\n" +
 	"\tErrorCode\x12\b\n" +
 	"\x04NONE\x10\x00\x12\x18\n" +
 	"\x14UNKNOWN_SERVER_ERROR\x10\x01\x12\x13\n" +
@@ -428,7 +491,21 @@ const file_strata_v1_errors_proto_rawDesc = "" +
 	"\x1cOUT_OF_ORDER_SEQUENCE_NUMBER\x10+\x12\x1d\n" +
 	"\x19DUPLICATE_SEQUENCE_NUMBER\x10,\x12\x1a\n" +
 	"\x16INVALID_PRODUCER_EPOCH\x10-\x12\x17\n" +
-	"\x13UNKNOWN_PRODUCER_ID\x10.B6Z4github.com/stratalog/strata/proto/strata/v1;stratav1b\x06proto3"
+	"\x13UNKNOWN_PRODUCER_ID\x10.\x12\x1d\n" +
+	"\x19COORDINATOR_NOT_AVAILABLE\x10/\x12\x13\n" +
+	"\x0fNOT_COORDINATOR\x100\x12 \n" +
+	"\x1cCOORDINATOR_LOAD_IN_PROGRESS\x101\x12\x16\n" +
+	"\x12GROUP_ID_NOT_FOUND\x102\x12\x14\n" +
+	"\x10INVALID_GROUP_ID\x103\x12\x15\n" +
+	"\x11UNKNOWN_MEMBER_ID\x104\x12\x17\n" +
+	"\x13FENCED_MEMBER_EPOCH\x105\x12\x16\n" +
+	"\x12STALE_MEMBER_EPOCH\x106\x12\x17\n" +
+	"\x13PARTITION_NOT_OWNED\x107\x12\x13\n" +
+	"\x0fNON_EMPTY_GROUP\x108\x12\x18\n" +
+	"\x14UNSUPPORTED_ASSIGNOR\x109\x12\x1e\n" +
+	"\x1aINVALID_REGULAR_EXPRESSION\x10:\x12\x1a\n" +
+	"\x16GROUP_MAX_SIZE_REACHED\x10;\x12\x1d\n" +
+	"\x19OFFSET_METADATA_TOO_LARGE\x10<B6Z4github.com/stratalog/strata/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_errors_proto_rawDescOnce sync.Once
