@@ -47,6 +47,3 @@ const (
 	RangeAssignor   = "range"
 )
 
-// Assignors are the assignors a coordinator offers, by name; the first is
-// the default.
-func Assignors() []Assignor { return []Assignor{Uniform{}, Range{}} }
