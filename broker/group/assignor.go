@@ -46,4 +46,3 @@ const (
 	UniformAssignor = "uniform"
 	RangeAssignor   = "range"
 )
-
