@@ -54,6 +54,8 @@ type Config struct {
 	MetadataMaxWait time.Duration
 	// ShutdownTimeout bounds the controlled shutdown (default 30 s).
 	ShutdownTimeout time.Duration
+	// Groups configures the consumer group coordinator.
+	Groups GroupConfig
 
 	Logger *slog.Logger
 }
@@ -117,6 +119,7 @@ type Broker struct {
 	caughtUp    atomic.Bool
 	replicas    *replicaManager
 	svc         *service
+	groups      *coordinator
 	isr         chan *ISRProposal // proposals for the ISR sender
 
 	imageCh         chan struct{} // closed and replaced on each new image
@@ -165,6 +168,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.image.Store(raftfsm.NewImage())
 	b.replicas = newReplicaManager(b)
+	b.groups = newCoordinator(b, cfg.Groups)
 	b.fetchers = NewFetcherManager(cfg.NodeID, b.epoch.Load, b.dialBroker, cfg.Fetcher, logger, b.onFollowerAppend)
 	return b, nil
 }
@@ -204,7 +208,8 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.stop(false)
 		return err
 	}
-	b.wg.Add(4)
+	b.wg.Add(5)
+	go func() { defer b.wg.Done(); b.groups.expireLoop() }()
 	go func() { defer b.wg.Done(); b.followMetadata() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()
 	go func() { defer b.wg.Done(); b.isrLoop() }()

@@ -72,6 +72,7 @@ func (b *Broker) followMetadata() {
 		// a leader in its Metadata finds the replica ready.
 		if caughtUpOnce && applied != img {
 			b.replicas.apply(img)
+			b.groups.onImage(img)
 			applied = img
 		}
 		if b.image.Load() != img {

@@ -227,11 +227,22 @@ func (p *Partition) checkEpochLocked(currentLeaderEpoch int32) error {
 // is written. The caller waits for HighWatermark >= info.LastOffset+1 (see
 // CheckAcksAll) before answering acks=all.
 func (p *Partition) AppendAsLeader(batches []byte, acks int) (storage.AppendInfo, error) {
+	return p.appendAsLeader(batches, acks, -1)
+}
+
+// AppendAsLeaderInEpoch is AppendAsLeader only while this broker leads the
+// partition in leaderEpoch (the group coordinator's writes: a coordinator
+// of an older epoch must never write).
+func (p *Partition) AppendAsLeaderInEpoch(batches []byte, acks int, leaderEpoch int32) (storage.AppendInfo, error) {
+	return p.appendAsLeader(batches, acks, leaderEpoch)
+}
+
+func (p *Partition) appendAsLeader(batches []byte, acks int, leaderEpoch int32) (storage.AppendInfo, error) {
 	if acks != 0 && acks != 1 && acks != -1 {
 		return storage.AppendInfo{}, fmt.Errorf("%w: %d", ErrInvalidRequiredAcks, acks)
 	}
 	p.mu.RLock()
-	if err := p.checkLeaderLocked(-1); err != nil {
+	if err := p.checkLeaderLocked(leaderEpoch); err != nil {
 		p.mu.RUnlock()
 		return storage.AppendInfo{}, err
 	}

@@ -31,6 +31,7 @@ func registerService(b *Broker) {
 	}
 	b.svc = s
 	pb.RegisterBrokerServiceServer(b.srv, s)
+	pb.RegisterGroupServiceServer(b.srv, &groupService{c: b.groups})
 }
 
 func (s *service) shutdown() {

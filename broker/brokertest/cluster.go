@@ -34,6 +34,10 @@ type Options struct {
 	// DirectDial makes brokers dial each other directly instead of through
 	// the link-cutting Network (benchmarks).
 	DirectDial bool
+	// Groups configures the group coordinators. Unset fields default to
+	// test-sized values: 4 offsets partitions, a 3 s session timeout, a
+	// 300 ms heartbeat interval (the broker's defaults are 50, 45 s, 5 s).
+	Groups broker.GroupConfig
 }
 
 // Cluster is an in-process cluster.
@@ -112,6 +116,7 @@ func (c *Cluster) Start(id int32) *broker.Broker {
 		ReplicaLagTimeMax: c.opts.ReplicaLagTimeMax, MetadataMaxWait: 200 * time.Millisecond,
 		Fetcher:         broker.FetcherConfig{MaxWait: c.opts.FetchMaxWait, Backoff: 50 * time.Millisecond},
 		ShutdownTimeout: 10 * time.Second,
+		Groups:          c.groupConfig(),
 		Logger:          Logger(),
 	}
 	if c.opts.DirectDial {
@@ -131,6 +136,20 @@ func (c *Cluster) Start(id int32) *broker.Broker {
 	c.addrs[id] = ln.Addr().String()
 	c.mu.Unlock()
 	return b
+}
+
+func (c *Cluster) groupConfig() broker.GroupConfig {
+	g := c.opts.Groups
+	if g.OffsetsTopicPartitions == 0 {
+		g.OffsetsTopicPartitions = 4
+	}
+	if g.SessionTimeout == 0 {
+		g.SessionTimeout = 3 * time.Second
+	}
+	if g.HeartbeatInterval == 0 {
+		g.HeartbeatInterval = 300 * time.Millisecond
+	}
+	return g
 }
 
 // Kill stops broker id abruptly (a crash).

@@ -43,6 +43,7 @@ type serverOptions struct {
 	sessionTimeout time.Duration
 	snapThreshold  uint64
 	logLevel       string
+	groups         broker.GroupConfig
 }
 
 func newServerCmd() *cobra.Command {
@@ -96,6 +97,7 @@ lines (# starts a comment); flags on the command line win.`,
 	f.DurationVar(&o.sessionTimeout, "broker-session-timeout", controller.DefaultSessionTimeout, "fence a broker after this long without a heartbeat (broker.session.timeout.ms)")
 	f.Uint64Var(&o.snapThreshold, "snapshot-threshold", 8192, "Raft log entries between metadata snapshots")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	addGroupFlags(f, &o.groups)
 	return cmd
 }
 
@@ -190,6 +192,7 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.brokerAddr, Rack: o.rack,
 			Controllers: addrs, Logger: n.log,
 			Fetcher: broker.FetcherConfig{ThrottleBytesPerSec: o.throttle},
+			Groups:  o.groups,
 		})
 		if err == nil {
 			err = n.broker.Start(ctx)
