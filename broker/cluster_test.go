@@ -21,13 +21,13 @@ import (
 // testCluster is a brokertest cluster with the helpers these tests share.
 type testCluster struct {
 	*brokertest.Cluster
-	t      *testing.T
+	t      testing.TB
 	lagMax time.Duration
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 }
 
-func newTestCluster(t *testing.T, voters, brokers int) *testCluster {
+func newTestCluster(t testing.TB, voters, brokers int) *testCluster {
 	t.Helper()
 	lag := 1500 * time.Millisecond
 	c := &testCluster{t: t, lagMax: lag, conns: map[string]*grpc.ClientConn{},
@@ -96,7 +96,7 @@ func (c *testCluster) leadsItself(id int32, topic string, partition, epoch int32
 	return p.LeaderId == id && p.LeaderEpoch == epoch
 }
 
-func batchOf(t *testing.T, values ...string) []byte {
+func batchOf(t testing.TB, values ...string) []byte {
 	b := record.NewBuilder(record.BatchOptions{})
 	for _, v := range values {
 		if err := b.Append(time.Now().UnixMilli(), nil, []byte(v), nil); err != nil {

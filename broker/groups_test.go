@@ -144,7 +144,7 @@ func (m *member) snapshot() (string, int32, map[string]bool) {
 
 // watchOwnership samples the members' ownership until stop and fails on any
 // partition two members own at once.
-func watchOwnership(t *testing.T, members func() []*member, stop <-chan struct{}) <-chan error {
+func watchOwnership(t testing.TB, members func() []*member, stop <-chan struct{}) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
 		defer close(errc)
@@ -171,7 +171,7 @@ func watchOwnership(t *testing.T, members func() []*member, stop <-chan struct{}
 }
 
 // waitOwnership waits until the members own want partitions each.
-func waitOwnership(t *testing.T, ms []*member, want []int, within time.Duration) {
+func waitOwnership(t testing.TB, ms []*member, want []int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
