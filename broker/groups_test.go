@@ -336,3 +336,85 @@ func TestGroupServiceRefusesBadInput(t *testing.T) {
 		t.Fatalf("refused requests created the group: %v %v", d, err)
 	}
 }
+
+func TestGroupDescribeLagAndResetOffsets(t *testing.T) {
+	c := newTestCluster(t, 1, 3)
+	c.CreateTopic("orders", 1, 3, nil)
+	leader := c.leaderOf("orders", 0, 1)
+	ctx := context.Background()
+	var vals []string
+	for i := range 10 {
+		vals = append(vals, fmt.Sprint("v", i))
+	}
+	if r, err := produce(ctx, c.client(leader), "orders", 0, -1, batchOf(t, vals...)); err != nil || r.ErrorCode != pb.ErrorCode_NONE {
+		t.Fatalf("produce: %v %v", r, err)
+	}
+	_, gc := c.coordinator("ops")
+	commit := func(off int64) {
+		t.Helper()
+		if _, err := gc.OffsetCommit(ctx, &pb.OffsetCommitRequest{GroupId: "ops", MemberEpoch: -1, Topics: []*pb.OffsetCommitTopic{{
+			Topic: "orders", Partitions: []*pb.OffsetCommitPartition{{Partition: 0, Offset: off}}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	committed := func() int64 {
+		t.Helper()
+		resp, err := gc.OffsetFetch(ctx, &pb.OffsetFetchRequest{GroupId: "ops"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].Offset
+	}
+	commit(3)
+	d, err := gc.DescribeGroups(ctx, &pb.DescribeGroupsRequest{GroupIds: []string{"ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := d.Groups[0]
+	if g.State != "empty" || len(g.Offsets) != 1 || g.Offsets[0].CommittedOffset != 3 || g.Offsets[0].LogEndOffset != 10 || g.Offsets[0].Lag != 7 {
+		t.Fatalf("describe: %v", g)
+	}
+	reset := func(req *pb.ResetOffsetsRequest) *pb.OffsetReset {
+		t.Helper()
+		req.GroupId = "ops"
+		resp, err := gc.ResetOffsets(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Partitions[0]
+	}
+	if r := reset(&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToEarliest{ToEarliest: true}, DryRun: true}); r.PreviousOffset != 3 || r.NewOffset != 0 {
+		t.Fatalf("dry run plan: %v", r)
+	}
+	if got := committed(); got != 3 {
+		t.Fatalf("dry run committed %d", got)
+	}
+	steps := []struct {
+		req  *pb.ResetOffsetsRequest
+		want int64
+	}{
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ShiftBy{ShiftBy: 5}}, 8},
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ShiftBy{ShiftBy: 50}}, 10}, // clamped to the end
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToOffset{ToOffset: -4}}, 0}, // clamped to the start
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToLatest{ToLatest: true}}, 10},
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToTimestampMs{ToTimestampMs: 0}, Topics: []*pb.TopicPartitions{{Topic: "orders"}}}, 0},
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToTimestampMs{ToTimestampMs: time.Now().Add(time.Hour).UnixMilli()}}, 10},
+	}
+	for _, s := range steps {
+		if r := reset(s.req); r.NewOffset != s.want || committed() != s.want {
+			t.Fatalf("reset %v: plan %v, committed %d, want %d", s.req.To, r, committed(), s.want)
+		}
+	}
+	// With a member in the group, resets are refused and change nothing.
+	m := c.join("ops", "orders")
+	t.Cleanup(m.crash)
+	waitOwnership(t, []*member{m}, []int{1}, 20*time.Second)
+	_, err = gc.ResetOffsets(ctx, &pb.ResetOffsetsRequest{GroupId: "ops", To: &pb.ResetOffsetsRequest_ToEarliest{ToEarliest: true}})
+	if groupCode(err) != pb.ErrorCode_NON_EMPTY_GROUP || committed() != 10 {
+		t.Fatalf("reset with a member: %v, committed %d", err, committed())
+	}
+	_, err = gc.ResetOffsets(ctx, &pb.ResetOffsetsRequest{GroupId: "ops"})
+	if groupCode(err) != pb.ErrorCode_INVALID_REQUEST {
+		t.Fatalf("reset without a target: %v", err)
+	}
+}
