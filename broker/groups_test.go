@@ -394,7 +394,7 @@ func TestGroupDescribeLagAndResetOffsets(t *testing.T) {
 		want int64
 	}{
 		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ShiftBy{ShiftBy: 5}}, 8},
-		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ShiftBy{ShiftBy: 50}}, 10}, // clamped to the end
+		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ShiftBy{ShiftBy: 50}}, 10},  // clamped to the end
 		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToOffset{ToOffset: -4}}, 0}, // clamped to the start
 		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToLatest{ToLatest: true}}, 10},
 		{&pb.ResetOffsetsRequest{To: &pb.ResetOffsetsRequest_ToTimestampMs{ToTimestampMs: 0}, Topics: []*pb.TopicPartitions{{Topic: "orders"}}}, 0},
