@@ -57,8 +57,17 @@ func (c *testCluster) coordinator(id string) (int32, pb.GroupServiceClient) {
 				continue
 			}
 			gc := resp.Coordinators[0]
-			if gc.ErrorCode == pb.ErrorCode_NONE && c.Broker(gc.NodeId) != nil {
-				return gc.NodeId, c.groupConn(gc.Address)
+			if gc.ErrorCode != pb.ErrorCode_NONE || c.Broker(gc.NodeId) == nil {
+				continue
+			}
+			// The coordinator serves once its own metadata names it and it
+			// has loaded the group's partition.
+			cl := c.groupConn(gc.Address)
+			ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+			_, err = cl.OffsetFetch(ctx, &pb.OffsetFetchRequest{GroupId: id})
+			cancel()
+			if err == nil {
+				return gc.NodeId, cl
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
