@@ -10,14 +10,10 @@ import (
 // Describe describes a group: state, epochs, members and committed offsets
 // (the caller fills in log end offsets and lag).
 func (s *Shard) Describe(groupID string) (*pb.GroupDescription, error) {
-	if err := validGroupID(groupID); err != nil {
+	if err := s.lockServing(groupID); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.ready(); err != nil {
-		return nil, err
-	}
 	g := s.groups[groupID]
 	if g == nil {
 		return nil, fmt.Errorf("%w: %q", ErrGroupNotFound, groupID)
@@ -91,14 +87,10 @@ func (s *Shard) List(states []string) []*pb.GroupListing {
 // Delete deletes a group without members: tombstones for its offsets and
 // its metadata.
 func (s *Shard) Delete(groupID string) (int64, error) {
-	if err := validGroupID(groupID); err != nil {
+	if err := s.lockServing(groupID); err != nil {
 		return -1, err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.ready(); err != nil {
-		return -1, err
-	}
 	g := s.groups[groupID]
 	if g == nil {
 		return -1, fmt.Errorf("%w: %q", ErrGroupNotFound, groupID)

@@ -16,17 +16,13 @@ const (
 
 // Heartbeat serves GroupHeartbeat: join, stay or leave.
 func (s *Shard) Heartbeat(req *pb.GroupHeartbeatRequest) (*pb.GroupHeartbeatResponse, int64, error) {
-	if err := validGroupID(req.GetGroupId()); err != nil {
-		return nil, -1, err
-	}
 	if err := validateHeartbeat(req); err != nil {
 		return nil, -1, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.ready(); err != nil {
+	if err := s.lockServing(req.GetGroupId()); err != nil {
 		return nil, -1, err
 	}
+	defer s.mu.Unlock()
 	t := s.begin(req.GetGroupId())
 	id := req.GetMemberId()
 	switch epoch := req.GetMemberEpoch(); {

@@ -14,17 +14,13 @@ import (
 // anyone else (member id empty, epoch -1) only while the group has no
 // members. The whole request is checked before anything is written.
 func (s *Shard) CommitOffsets(req *pb.OffsetCommitRequest) (int64, error) {
-	if err := validGroupID(req.GetGroupId()); err != nil {
-		return -1, err
-	}
 	if len(req.GetTopics()) == 0 {
 		return -1, fmt.Errorf("%w: no offsets to commit", ErrInvalidRequest)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.ready(); err != nil {
+	if err := s.lockServing(req.GetGroupId()); err != nil {
 		return -1, err
 	}
+	defer s.mu.Unlock()
 	t := s.begin(req.GetGroupId())
 	var owned tpSet
 	if id := req.GetMemberId(); id == "" && req.GetMemberEpoch() < 0 {
@@ -76,9 +72,6 @@ func (s *Shard) CommitOffsets(req *pb.OffsetCommitRequest) (int64, error) {
 // SetOffsets commits offsets for an empty group on an operator's behalf
 // (ResetOffsets); it refuses while the group has members.
 func (s *Shard) SetOffsets(groupID string, offsets map[TP]int64) (int64, error) {
-	if err := validGroupID(groupID); err != nil {
-		return -1, err
-	}
 	req := &pb.OffsetCommitRequest{GroupId: groupID, MemberEpoch: -1}
 	by := map[string]*pb.OffsetCommitTopic{}
 	for _, tp := range sortedTPs(offsets) {
@@ -110,14 +103,10 @@ func CompareTP(a, b TP) int {
 // FetchOffsets serves OffsetFetch: the committed offsets of the named
 // partitions (-1 where none), or all of the group's when topics is empty.
 func (s *Shard) FetchOffsets(groupID string, topics []*pb.TopicPartitions) ([]*pb.OffsetFetchTopic, error) {
-	if err := validGroupID(groupID); err != nil {
+	if err := s.lockServing(groupID); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.ready(); err != nil {
-		return nil, err
-	}
 	g := s.groups[groupID]
 	var want []TP
 	if len(topics) == 0 {
@@ -149,11 +138,10 @@ func (s *Shard) FetchOffsets(groupID string, topics []*pb.TopicPartitions) ([]*p
 
 // Committed is a group's committed offsets (for ResetOffsets and metrics).
 func (s *Shard) Committed(groupID string) (map[TP]int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.ready(); err != nil {
+	if err := s.lockServing(groupID); err != nil {
 		return nil, err
 	}
+	defer s.mu.Unlock()
 	out := map[TP]int64{}
 	if g := s.groups[groupID]; g != nil {
 		for tp, v := range g.offsets {

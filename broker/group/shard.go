@@ -200,6 +200,20 @@ func ValidID(kind, id string) error {
 	return nil
 }
 
+// lockServing validates a group id and takes the shard's lock if the shard
+// serves; when it answers nil the caller holds s.mu and must unlock it.
+func (s *Shard) lockServing(groupID string) error {
+	if err := validGroupID(groupID); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if err := s.ready(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 func validGroupID(id string) error {
 	if err := ValidID("group", id); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidGroupID, err)
