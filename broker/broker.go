@@ -116,10 +116,12 @@ type Broker struct {
 	image       atomic.Pointer[raftfsm.Image] // latest applied metadata
 	fenced      atomic.Bool
 	heartbeatOK atomic.Int64 // unix nanos of the last heartbeat the controller answered
+	sessionEst  atomic.Int64 // the session timeout the controller implies (4 heartbeat intervals), nanos
 	caughtUp    atomic.Bool
 	replicas    *replicaManager
 	svc         *service
 	groups      *coordinator
+	metrics     *brokerMetrics
 	isr         chan *ISRProposal // proposals for the ISR sender
 
 	imageCh         chan struct{} // closed and replaced on each new image
@@ -139,7 +141,7 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := cfg.Logger.With("broker", cfg.NodeID)
+	logger := cfg.Logger.With("node", cfg.NodeID, "role", "broker")
 	logs, err := storage.OpenManager(cfg.DataDir, cfg.Log, storage.ManagerOptions{Logger: logger})
 	if err != nil {
 		return nil, err
@@ -169,6 +171,7 @@ func New(cfg Config) (*Broker, error) {
 	b.image.Store(raftfsm.NewImage())
 	b.replicas = newReplicaManager(b)
 	b.groups = newCoordinator(b, cfg.Groups)
+	b.metrics = newBrokerMetrics(b)
 	b.fetchers = NewFetcherManager(cfg.NodeID, b.epoch.Load, b.dialBroker, cfg.Fetcher, logger, b.onFollowerAppend)
 	return b, nil
 }
@@ -186,16 +189,21 @@ func (b *Broker) Epoch() int64 { return b.epoch.Load() }
 func (b *Broker) Image() *raftfsm.Image { return b.image.Load() }
 
 // Ready reports whether the broker is registered, unfenced and caught up
-// with the metadata log (its /readyz).
+// with the metadata log (its /readyz). Unfenced means the active controller
+// said so within the session timeout: a broker whose heartbeats go
+// unanswered that long must assume it has been fenced.
 func (b *Broker) Ready() bool {
-	return b.epoch.Load() > 0 && !b.fenced.Load() && b.caughtUp.Load()
+	if b.epoch.Load() <= 0 || b.fenced.Load() || !b.caughtUp.Load() {
+		return false
+	}
+	return time.Since(time.Unix(0, b.heartbeatOK.Load())) < time.Duration(b.sessionEst.Load())
 }
 
 // Start registers with the controller quorum, starts following the metadata
 // log, and serves BrokerService. ctx bounds the registration only.
 func (b *Broker) Start(ctx context.Context) error {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.srv = grpc.NewServer(grpc.MaxRecvMsgSize(b.cfg.Log.MaxBatchBytes*16+(1<<20)), wire.ServerOption())
+	b.srv = grpc.NewServer(append(b.metrics.rpc.ServerOptions(), grpc.MaxRecvMsgSize(b.cfg.Log.MaxBatchBytes*16+(1<<20)), wire.ServerOption())...)
 	registerService(b)
 	b.wg.Add(1)
 	go func() {

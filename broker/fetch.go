@@ -171,11 +171,14 @@ func (s *service) readFetch(req *pb.FetchRequest) (*pb.FetchResponse, [][]byte, 
 				if err != nil {
 					r.ErrorCode, r.ErrorMessage = codeOf(err), err.Error()
 				}
+				p.stats.countOut(req.GetReplicaId() >= 0, res.Region.Len, int64(len(r.DecodedRecords)))
 				total += res.Region.Len
 				continue
 			}
 			r.Records = buf
-			r.NextFetchOffset = nextOffsetIn(buf, fp.GetFetchOffset())
+			var records int64
+			r.NextFetchOffset, records = nextOffsetIn(buf, fp.GetFetchOffset())
+			p.stats.countOut(req.GetReplicaId() >= 0, int64(len(buf)), records)
 			bufs = append(bufs, buf)
 			total += int64(len(buf))
 		}
@@ -183,18 +186,20 @@ func (s *service) readFetch(req *pb.FetchRequest) (*pb.FetchResponse, [][]byte, 
 	return resp, bufs, total
 }
 
-// nextOffsetIn is the offset after the last whole batch in buf.
-func nextOffsetIn(buf []byte, from int64) int64 {
-	next := from
+// nextOffsetIn is the offset after the last whole batch in buf, and the
+// number of records in those batches.
+func nextOffsetIn(buf []byte, from int64) (int64, int64) {
+	next, records := from, int64(0)
 	for len(buf) > 0 {
 		b, err := record.Parse(buf)
 		if err != nil {
 			break
 		}
 		next = max(next, b.NextOffset())
+		records += int64(b.RecordCount())
 		buf = buf[len(b):]
 	}
-	return next
+	return next, records
 }
 
 // decodeRecords decodes the whole batches in buf into records at or after

@@ -72,7 +72,7 @@ func (b *Broker) sendISR(prop *ISRProposal) {
 		return err
 	})
 	if err != nil {
-		b.log.Warn("broker: alter partition", "partition", t.Name(), "index", prop.Partition, "err", err)
+		b.log.Warn("broker: alter partition", "topic", t.Name(), "partition", prop.Partition, "err", err)
 		p.ProposalDone(nil)
 		return
 	}
@@ -82,7 +82,7 @@ func (b *Broker) sendISR(prop *ISRProposal) {
 				continue
 			}
 			if pr.ErrorCode != pb.ErrorCode_NONE && pr.LeaderEpoch == 0 && pr.PartitionEpoch == 0 {
-				b.log.Warn("broker: alter partition refused", "partition", t.Name(), "index", prop.Partition, "code", pr.ErrorCode, "msg", pr.ErrorMessage)
+				b.log.Warn("broker: alter partition refused", "topic", t.Name(), "partition", prop.Partition, "code", pr.ErrorCode, "msg", pr.ErrorMessage)
 				p.ProposalDone(nil)
 				return
 			}
@@ -90,7 +90,10 @@ func (b *Broker) sendISR(prop *ISRProposal) {
 			st := cur
 			st.Leader, st.LeaderEpoch, st.PartitionEpoch, st.ISR = pr.Leader, pr.LeaderEpoch, pr.PartitionEpoch, pr.Isr
 			if err := p.ProposalDone(&st); err != nil && !isStale(err) {
-				b.log.Warn("broker: apply alter partition result", "err", err)
+				b.log.Warn("broker: apply alter partition result", "topic", t.Name(), "partition", prop.Partition, "err", err)
+			}
+			if pr.ErrorCode == pb.ErrorCode_NONE {
+				b.metrics.isrChanged(len(cur.ISR), len(pr.Isr))
 			}
 			if isStale(err) {
 				p.ProposalDone(nil)

@@ -81,6 +81,8 @@ func (b *Broker) heartbeatLoop() {
 			if resp.HeartbeatIntervalMs > 0 {
 				interval = time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond
 			}
+			// The controller asks for heartbeats every quarter session.
+			b.sessionEst.Store(int64(4 * interval))
 			if resp.ShouldShutDown && b.wantShutdown.Load() {
 				select {
 				case <-b.shutdownGranted:

@@ -49,6 +49,7 @@ func (b *Broker) followMetadata() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		b.metrics.metadataHW.Store(resp.HighWaterOffset)
 		next := img
 		if resp.Snapshot != nil {
 			if next, err = raftfsm.FromProto(resp.Snapshot); err != nil {

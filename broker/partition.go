@@ -71,6 +71,9 @@ type Partition struct {
 	broker int32
 	log    *storage.Log
 	now    func() time.Time
+	// stats are the topic's metrics counters (nil: not counted); set
+	// before the partition is published.
+	stats *topicStats
 
 	mu struct {
 		sync.RWMutex
@@ -518,6 +521,7 @@ func (p *Partition) AppendAsFollower(batches []byte, leaderHW int64) (storage.Ap
 		if info, err = p.log.AppendAsFollower(batches); err != nil {
 			return info, err
 		}
+		p.stats.countReplicated(info)
 	}
 	p.log.SetHighWatermark(min(leaderHW, p.log.LogEndOffset()))
 	return info, nil

@@ -32,6 +32,7 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 				s.fail(r, t.GetTopic(), err)
 				continue
 			}
+			p.stats.countIn(info)
 			r.BaseOffset, r.LogStartOffset = info.FirstOffset, p.Log().LogStartOffset()
 			tp := storage.TopicPartition{Topic: t.GetTopic(), Partition: pp.GetPartition()}
 			s.fetches.CheckAndComplete(tp) // followers and consumers waiting for data

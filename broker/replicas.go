@@ -78,7 +78,7 @@ func (m *replicaManager) apply(img *raftfsm.Image) {
 			tp := storage.TopicPartition{Topic: t.Name(), Partition: int32(i)}
 			seen[tp] = true
 			if err := m.applyPartition(img, t, tp, ip); err != nil {
-				m.b.log.Error("broker: apply partition state", "partition", tp.String(), "err", err)
+				m.b.log.Error("broker: apply partition state", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 			}
 		}
 		return true
@@ -94,6 +94,7 @@ func (m *replicaManager) apply(img *raftfsm.Image) {
 	for _, tp := range gone {
 		m.remove(tp)
 	}
+	m.b.metrics.retainTopics(img)
 }
 
 func (m *replicaManager) applyPartition(img *raftfsm.Image, t *raftfsm.Topic, tp storage.TopicPartition, ip *raftfsm.Partition) error {
@@ -122,6 +123,7 @@ func (m *replicaManager) applyPartition(img *raftfsm.Image, t *raftfsm.Topic, tp
 			return err
 		}
 		p = NewPartition(m.b.cfg.NodeID, l, m.partitionConfig(t), nil)
+		p.stats = m.b.metrics.topic(tp.Topic)
 		m.mu.Lock()
 		m.mu.parts[tp] = p
 		m.mu.Unlock()
@@ -181,7 +183,7 @@ func (m *replicaManager) remove(tp storage.TopicPartition) {
 	}
 	m.b.fetchers.RemovePartition(p)
 	if err := m.b.logs.Delete(tp); err != nil {
-		m.b.log.Error("broker: delete log", "partition", tp.String(), "err", err)
+		m.b.log.Error("broker: delete log", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 	}
 }
 

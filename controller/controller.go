@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/stratalog/strata/internal/rpcmetrics"
 	"github.com/stratalog/strata/raftfsm"
 
 	pb "github.com/stratalog/strata/proto/strata/v1"
@@ -29,6 +30,7 @@ type Controller struct {
 	fsm  *raftfsm.FSM
 	node *raftNode
 	srv  *grpc.Server
+	rpc  *rpcmetrics.Metrics // the ControllerService's RPC metrics
 
 	notify   chan bool     // raft's NotifyCh
 	leaderCh chan struct{} // size 1: leadership may have changed
@@ -59,7 +61,7 @@ func New(cfg Config) (*Controller, error) {
 	if addr == "" {
 		addr = ln.Addr().String()
 	}
-	log := cfg.Logger.With("node", cfg.NodeID)
+	log := cfg.Logger.With("node", cfg.NodeID, "role", "controller")
 	c := &Controller{
 		cfg:      cfg,
 		log:      log,
@@ -70,6 +72,7 @@ func New(cfg Config) (*Controller, error) {
 		leaderCh: make(chan struct{}, 1),
 		ops:      make(chan *op, 256),
 		done:     make(chan struct{}),
+		rpc:      rpcmetrics.New("controller"),
 	}
 	return c, nil
 }
@@ -98,7 +101,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	c.node = node
-	c.srv = grpc.NewServer()
+	c.srv = grpc.NewServer(c.rpc.ServerOptions()...)
 	pb.RegisterControllerServiceServer(c.srv, &service{c: c})
 	reflection.Register(c.srv)
 	c.wg.Add(3)

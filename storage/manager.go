@@ -126,7 +126,7 @@ func OpenManager(dataDir string, defaults Config, opts ManagerOptions) (*Manager
 			LogStartOffset: starts[tp],
 			HighWatermark:  hws[tp],
 			CleanShutdown:  clean,
-			Logger:         m.logger.With("partition", tp.String()),
+			Logger:         m.logger.With("topic", tp.Topic, "partition", tp.Partition),
 			Now:            m.now,
 		})
 		if err != nil {
@@ -195,7 +195,7 @@ func (m *Manager) GetOrCreate(tp TopicPartition, cfg Config) (*Log, error) {
 		return l, nil
 	}
 	l, err := Open(filepath.Join(m.dir, LogsDir, LogDirName(tp)), cfg, OpenOptions{
-		Logger: m.logger.With("partition", tp.String()),
+		Logger: m.logger.With("topic", tp.Topic, "partition", tp.Partition),
 		Now:    m.now,
 	})
 	if err != nil {
@@ -216,7 +216,7 @@ func (m *Manager) Delete(tp TopicPartition) error {
 		return nil
 	}
 	if err := l.Close(); err != nil {
-		m.logger.Warn("close deleted log", "partition", tp.String(), "err", err)
+		m.logger.Warn("close deleted log", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 	}
 	gone := l.Dir() + deletedLogDirSuffix
 	if err := os.Rename(l.Dir(), gone); err != nil {

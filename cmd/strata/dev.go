@@ -26,6 +26,7 @@ func newDevCmd() *cobra.Command {
 		sessionTimeout: controller.DefaultSessionTimeout,
 		snapThreshold:  8192,
 		logLevel:       "warn",
+		logFormat:      "text",
 	}
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -60,8 +61,9 @@ with the tuned Raft timeouts, so it is ready in well under two seconds.`,
 	f.StringVar(&o.dataDir, "data-dir", o.dataDir, "data directory")
 	f.StringVar(&o.brokerAddr, "broker-addr", o.brokerAddr, "broker gRPC address")
 	f.StringVar(&o.controllerAddr, "controller-addr", o.controllerAddr, "controller address (Raft and ControllerService)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "address of /healthz, /readyz, /debug/pprof/")
+	f.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "address of /metrics, /healthz, /readyz, /debug/pprof/")
 	f.StringVar(&o.logLevel, "log-level", o.logLevel, "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", o.logFormat, "log line format: text or json")
 	return cmd
 }
 

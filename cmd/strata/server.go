@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -44,6 +47,7 @@ type serverOptions struct {
 	snapThreshold  uint64
 	logLevel       string
 	groups         broker.GroupConfig
+	logFormat      string
 }
 
 func newServerCmd() *cobra.Command {
@@ -59,8 +63,20 @@ Roles (--roles, comma-separated):
   broker      hosts partition replicas and serves BrokerService on
               --broker-addr; finds the controllers through --quorum
 
-Every node serves /healthz, /readyz and /debug/pprof/ over HTTP on
---metrics-addr. SIGTERM shuts down in order: a broker first moves its
+Every node serves HTTP on --metrics-addr:
+  /metrics       Prometheus metrics of the node's roles (strata_broker_*,
+                 strata_controller_*, strata_rpc_*) and the Go runtime
+  /healthz       200 while the process runs
+  /readyz        200 when every role is ready, else 503 with the reason:
+                 a broker is registered, unfenced and caught up with the
+                 metadata log; a controller is a voter of a quorum with a
+                 known leader
+  /debug/pprof/  Go profiles
+Logs go to stderr through log/slog, as key=value text or JSON lines
+(--log-format), each with the node id (node) and role; partition events
+carry topic and partition.
+
+SIGTERM shuts down in order: a broker first moves its
 partition leaderships away (controlled shutdown), flushes its logs and marks
 them clean; then a controller leaves.
 
@@ -88,7 +104,7 @@ lines (# starts a comment); flags on the command line win.`,
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (Raft state in DIR/raft, DIR/meta.properties)")
 	f.StringVar(&o.controllerAddr, "controller-addr", controller.DefaultAddr, "listen address for Raft and the ControllerService")
 	f.StringVar(&o.brokerAddr, "broker-addr", broker.DefaultAddr, "listen address of the broker's gRPC service (clients and replication)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9644", "listen address for /healthz, /readyz and /debug/pprof/ (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9644", "listen address for /metrics, /healthz, /readyz and /debug/pprof/ (empty: off)")
 	f.StringVar(&o.rack, "rack", "", "the broker's rack, for rack-aware replica placement")
 	f.Int64Var(&o.throttle, "replication-throttle", 0, "bytes/s cap on replication traffic of partitions being reassigned to this broker (0: none)")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes use to reach this controller (default: --controller-addr)")
@@ -98,15 +114,17 @@ lines (# starts a comment); flags on the command line win.`,
 	f.Uint64Var(&o.snapThreshold, "snapshot-threshold", 8192, "Raft log entries between metadata snapshots")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addGroupFlags(f, &o.groups)
+	f.StringVar(&o.logFormat, "log-format", "text", "log line format: text or json")
 	return cmd
 }
 
 // node is what one server process runs: a controller, a broker, or both.
 type node struct {
-	ctrl   *controller.Controller
-	broker *broker.Broker
-	http   *http.Server
-	log    *slog.Logger
+	ctrl    *controller.Controller
+	broker  *broker.Broker
+	http    *http.Server
+	log     *slog.Logger
+	metrics *prometheus.Registry // this node's /metrics (not the global registry)
 }
 
 func runServer(ctx context.Context, o serverOptions) error {
@@ -144,9 +162,9 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 			return nil, fmt.Errorf("%w: --roles %q: unknown role %q (want controller, broker or both)", errUsage, o.roles, r)
 		}
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q: %v", errUsage, o.logLevel, err)
+	logger, err := newLogger(os.Stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return nil, err
 	}
 	timeouts, err := controller.TimeoutsProfile(o.timeouts)
 	if err != nil {
@@ -168,7 +186,8 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 	if err := checkMetaProperties(o.dataDir, o.nodeID); err != nil {
 		return nil, err
 	}
-	n := &node{log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	n := &node{log: logger, metrics: prometheus.NewRegistry()}
+	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if isCtrl {
 		n.ctrl, err = controller.New(controller.Config{
 			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.controllerAddr, AdvertiseAddr: o.advertiseAddr,
@@ -180,6 +199,10 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 		}
 		if err := n.ctrl.Start(ctx); err != nil {
 			n.ctrl.Close()
+			return nil, err
+		}
+		if err := n.ctrl.RegisterMetrics(n.metrics); err != nil {
+			n.close()
 			return nil, err
 		}
 	}
@@ -196,6 +219,9 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 		})
 		if err == nil {
 			err = n.broker.Start(ctx)
+		}
+		if err == nil {
+			err = n.broker.RegisterMetrics(n.metrics)
 		}
 		if err != nil {
 			n.close()
@@ -218,12 +244,12 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 // up with the metadata log.
 func (n *node) ready() (bool, string) {
 	if n.ctrl != nil {
-		if id, _ := n.ctrl.Leader(); id <= 0 {
-			return false, "controller: no known quorum leader"
+		if ok, why := n.ctrl.Ready(); !ok {
+			return false, why
 		}
 	}
 	if n.broker != nil && !n.broker.Ready() {
-		return false, "broker: not registered, fenced, or behind the metadata log"
+		return false, "broker: not registered, fenced (or no heartbeat answered within the session timeout), or behind the metadata log"
 	}
 	return true, "ready"
 }
@@ -234,6 +260,7 @@ func (n *node) serveHTTP(addr string) error {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := n.ready()
