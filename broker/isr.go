@@ -44,6 +44,8 @@ func (b *Broker) sendISR(prop *ISRProposal) {
 	if p == nil {
 		return
 	}
+	before, _ := p.State() // the ISR the proposal changes (it is not sent yet)
+	isrBefore := len(before.ISR)
 	members := make([]*pb.IsrMember, 0, len(prop.NewISR))
 	for _, r := range prop.NewISR {
 		epoch := p.FollowerBrokerEpoch(r)
@@ -93,7 +95,7 @@ func (b *Broker) sendISR(prop *ISRProposal) {
 				b.log.Warn("broker: apply alter partition result", "topic", t.Name(), "partition", prop.Partition, "err", err)
 			}
 			if pr.ErrorCode == pb.ErrorCode_NONE {
-				b.metrics.isrChanged(len(cur.ISR), len(pr.Isr))
+				b.metrics.isrChanged(isrBefore, len(prop.NewISR))
 			}
 			if isStale(err) {
 				p.ProposalDone(nil)
