@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +146,20 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, f := range families {
 		if !strings.Contains(body, "\n# TYPE "+f+" ") {
 			t.Errorf("/metrics has no family %s", f)
+		}
+	}
+	// The sample dashboard and alerts use only these names (consumer group
+	// lag comes from the group coordinator's collector).
+	for _, file := range []string{"grafana-dashboard.json", "prometheus.yml", "strata-alerts.yml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "observability", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`strata_[a-z_]+`).FindAllString(string(data), -1) {
+			name = strings.TrimSuffix(name, "_bucket")
+			if !strings.HasPrefix(name, "strata_group_") && !strings.Contains(body, "\n# TYPE "+name+" ") {
+				t.Errorf("%s uses %s, which /metrics does not have", file, name)
+			}
 		}
 	}
 
