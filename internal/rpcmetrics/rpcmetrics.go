@@ -49,7 +49,7 @@ type method struct {
 	service, name string
 	codes         [numCodes]atomic.Uint64
 	inFlight      atomic.Int64
-	duration      prometheus.Observer
+	duration      prometheus.Observer // unary methods only
 }
 
 // New returns the metrics of the server named server ("broker", "controller").
@@ -74,7 +74,8 @@ func (m *Metrics) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream)}
 }
 
-func (m *Metrics) method(full string) *method {
+// method returns the counters of a method, creating them on its first call.
+func (m *Metrics) method(full string, unary bool) *method {
 	if v, ok := m.methods.Load(full); ok {
 		return v.(*method)
 	}
@@ -84,7 +85,10 @@ func (m *Metrics) method(full string) *method {
 		return v.(*method)
 	}
 	svc, name := splitMethod(full)
-	mt := &method{service: svc, name: name, duration: m.duration.WithLabelValues(svc, name)}
+	mt := &method{service: svc, name: name}
+	if unary {
+		mt.duration = m.duration.WithLabelValues(svc, name)
+	}
 	m.methods.Store(full, mt)
 	return mt
 }
@@ -100,7 +104,7 @@ func splitMethod(full string) (string, string) {
 }
 
 func (m *Metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	mt := m.method(info.FullMethod)
+	mt := m.method(info.FullMethod, true)
 	mt.inFlight.Add(1)
 	start := time.Now()
 	resp, err := handler(ctx, req)
@@ -111,7 +115,7 @@ func (m *Metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 }
 
 func (m *Metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	mt := m.method(info.FullMethod)
+	mt := m.method(info.FullMethod, false)
 	mt.inFlight.Add(1)
 	err := handler(srv, ss)
 	mt.inFlight.Add(-1)
