@@ -170,8 +170,8 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.image.Store(raftfsm.NewImage())
 	b.replicas = newReplicaManager(b)
+	b.metrics = newBrokerMetrics(b) // before any component that adds collectors
 	b.groups = newCoordinator(b, cfg.Groups)
-	b.metrics = newBrokerMetrics(b)
 	b.fetchers = NewFetcherManager(cfg.NodeID, b.epoch.Load, b.dialBroker, cfg.Fetcher, logger, b.onFollowerAppend)
 	return b, nil
 }
