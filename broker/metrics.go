@@ -31,6 +31,7 @@ import (
 //	strata_broker_metadata_offset, strata_broker_metadata_lag
 //	strata_broker_ready, strata_broker_fenced, strata_broker_heartbeat_age_seconds
 //	strata_rpc_* {server="broker"} (package rpcmetrics)
+//	strata_group_* (consumer groups this broker coordinates: groups_metrics.go)
 //
 // Per-topic series disappear when the topic leaves the metadata.
 
@@ -108,6 +109,11 @@ func (b *Broker) RegisterMetrics(reg prometheus.Registerer) error {
 	if err := reg.Register(m); err != nil {
 		return err
 	}
+	if b.groups != nil {
+		if err := reg.Register(groupMetrics{b.groups}); err != nil {
+			return err
+		}
+	}
 	for _, c := range m.mu.extra {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -118,9 +124,9 @@ func (b *Broker) RegisterMetrics(reg prometheus.Registerer) error {
 }
 
 // AddCollector adds the metrics of a broker component that keeps its own
-// state (the group coordinator's consumer lag, say) to the broker's: they
-// are registered with the registry given to RegisterMetrics, now or when it
-// is called.
+// state to the broker's: they are registered with the registry given to
+// RegisterMetrics, now or when it is called. (The group coordinator's
+// metrics, groups_metrics.go, are registered by RegisterMetrics itself.)
 func (b *Broker) AddCollector(c prometheus.Collector) error {
 	m := b.metrics
 	m.mu.Lock()

@@ -195,3 +195,37 @@ func TestReadinessFollowsFencing(t *testing.T) {
 	waitMetric(t, reg, "strata_broker_ready", nil, "1", func(v float64) bool { return v == 1 })
 	waitMetric(t, reg, "strata_broker_fenced", nil, "0", func(v float64) bool { return v == 0 })
 }
+
+// TestGroupMetrics: the coordinator of a group reports its committed
+// offsets and its lag against the partition's end.
+func TestGroupMetrics(t *testing.T) {
+	c := newTestCluster(t, 1, 2)
+	c.CreateTopic("orders", 2, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leader := c.leaderOf("orders", 0, 2)
+	if r, err := produce(ctx, c.client(leader), "orders", 0, -1, batchOf(t, "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")); err != nil || r.ErrorCode != pb.ErrorCode_NONE {
+		t.Fatalf("produce: %v %v", err, r)
+	}
+	coord, gc := c.coordinator("ops")
+	if _, err := gc.OffsetCommit(ctx, &pb.OffsetCommitRequest{GroupId: "ops", MemberEpoch: -1, Topics: []*pb.OffsetCommitTopic{{
+		Topic: "orders", Partitions: []*pb.OffsetCommitPartition{{Partition: 0, Offset: 3}, {Partition: 1, Offset: 0}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	reg := c.registry(coord)
+	p0 := map[string]string{"group": "ops", "topic": "orders", "partition": "0"}
+	p1 := map[string]string{"group": "ops", "topic": "orders", "partition": "1"}
+	eq := func(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
+	waitMetric(t, reg, "strata_group_committed_offset", p0, "3", eq(3))
+	waitMetric(t, reg, "strata_group_lag", p0, "7", eq(7))
+	waitMetric(t, reg, "strata_group_lag", p1, "0", eq(0))
+	waitMetric(t, reg, "strata_group_members", map[string]string{"group": "ops"}, "0", eq(0))
+	for _, id := range c.IDs() {
+		if id == coord {
+			continue
+		}
+		if _, found := metricValue(t, c.registry(id), "strata_group_lag", p0); found {
+			t.Errorf("broker %d, not the coordinator, reports the group's lag", id)
+		}
+	}
+}
