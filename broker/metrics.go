@@ -199,6 +199,9 @@ func (m *brokerMetrics) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range b.replicas.all() {
 		hosted++
 		v := p.metricsView()
+		if v.topic == "" {
+			continue // created, no state applied yet
+		}
 		t := logs[v.topic]
 		if t == nil {
 			t = &logTotals{}
