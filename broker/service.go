@@ -30,8 +30,9 @@ func registerService(b *Broker) {
 		fetches:  delayed.NewPurgatory[storage.TopicPartition](delayed.Config{}),
 	}
 	b.svc = s
-	pb.RegisterBrokerServiceServer(b.srv, s)
-	pb.RegisterGroupServiceServer(b.srv, &groupService{c: b.groups})
+	reg := b.metrics.rpc.Registrar(b.srv) // RPC metrics (metrics.go)
+	pb.RegisterBrokerServiceServer(reg, s)
+	pb.RegisterGroupServiceServer(reg, &groupService{c: b.groups})
 }
 
 func (s *service) shutdown() {

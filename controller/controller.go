@@ -101,8 +101,8 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	c.node = node
-	c.srv = grpc.NewServer(c.rpc.ServerOptions()...)
-	pb.RegisterControllerServiceServer(c.srv, &service{c: c})
+	c.srv = grpc.NewServer()
+	pb.RegisterControllerServiceServer(c.rpc.Registrar(c.srv), &service{c: c})
 	reflection.Register(c.srv)
 	c.wg.Add(3)
 	go func() {
