@@ -10,6 +10,22 @@ import (
 	"github.com/stratalog/strata/controller/controllertest"
 )
 
+// gauges reads every single-series gauge family of reg in one Gather.
+func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if len(mf.GetMetric()) == 1 && mf.GetMetric()[0].Gauge != nil {
+			out[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
 // gaugeOf is the value of a single-series family in reg, -1 if absent.
 func gaugeOf(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
@@ -57,36 +73,36 @@ func TestControllerMetricsAndReadiness(t *testing.T) {
 	}
 	createTopic(t, c, "t", 2, 1)
 
-	// The second broker registers (fenced) and never heartbeats: it stays fenced.
+	// The second broker registers (fenced) and never heartbeats: it stays
+	// fenced. Exactly one node is active and reports the cluster; the others
+	// report 0 (each registry read in one Gather, as a scrape does).
 	deadline := time.Now().Add(10 * time.Second)
-	for gaugeOf(t, regs[active], "strata_controller_fenced_brokers") != 1 || gaugeOf(t, regs[active], "strata_controller_brokers") != 2 {
+	for {
+		var actives int
+		var cluster map[string]float64
+		for i, reg := range regs {
+			v := gauges(t, reg)
+			if v["strata_controller_active"] == 1 {
+				actives++
+				cluster = v
+			} else if v["strata_controller_partitions"] != 0 || v["strata_controller_brokers"] != 0 {
+				t.Fatalf("node %d is not active but reports cluster gauges: %v", i+1, v)
+			}
+			if v["strata_controller_raft_voters"] != 3 {
+				t.Fatalf("node %d: strata_controller_raft_voters %v", i+1, v["strata_controller_raft_voters"])
+			}
+		}
+		if actives == 1 && cluster["strata_controller_fenced_brokers"] == 1 && cluster["strata_controller_brokers"] == 2 &&
+			cluster["strata_controller_partitions"] == 2 && cluster["strata_controller_topics"] == 1 &&
+			cluster["strata_controller_offline_partitions"] == 0 && cluster["strata_controller_ready"] == 1 {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fenced brokers %v of %v, want 1 of 2", gaugeOf(t, regs[active], "strata_controller_fenced_brokers"), gaugeOf(t, regs[active], "strata_controller_brokers"))
+			t.Fatalf("%d active; the active one reports %v", actives, cluster)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var actives float64
-	for i, reg := range regs {
-		actives += gaugeOf(t, reg, "strata_controller_active")
-		if v := gaugeOf(t, reg, "strata_controller_ready"); v != 1 {
-			t.Errorf("node %d: strata_controller_ready %v", i+1, v)
-		}
-		if v := gaugeOf(t, reg, "strata_controller_raft_voters"); v != 3 {
-			t.Errorf("node %d: strata_controller_raft_voters %v", i+1, v)
-		}
-		if i != active && gaugeOf(t, reg, "strata_controller_partitions") != 0 {
-			t.Errorf("node %d is not active but reports cluster gauges", i+1)
-		}
-	}
-	if actives != 1 {
-		t.Fatalf("sum of strata_controller_active = %v", actives)
-	}
-	if v := gaugeOf(t, regs[active], "strata_controller_partitions"); v != 2 {
-		t.Errorf("strata_controller_partitions %v, want 2", v)
-	}
-	if v := gaugeOf(t, regs[active], "strata_controller_topics"); v != 1 {
-		t.Errorf("strata_controller_topics %v, want 1", v)
-	}
+	active = c.MustActive()
 	if n := testutil.CollectAndCount(regs[active], "strata_rpc_requests_total"); n == 0 {
 		t.Error("no strata_rpc_requests_total series on the active controller")
 	}
