@@ -76,9 +76,9 @@ Logs go to stderr through log/slog, as key=value text or JSON lines
 (--log-format), each with the node id (node) and role; partition events
 carry topic and partition.
 
-SIGTERM shuts down in order: a broker first moves its
-partition leaderships away (controlled shutdown), flushes its logs and marks
-them clean; then a controller leaves.
+SIGTERM shuts down in order: a broker first moves its partition leaderships
+away (controlled shutdown), flushes its logs and marks them clean; then a
+controller leaves.
 
 On the first start of a data directory the voters in --quorum bootstrap the
 cluster (the same --quorum on every voter); later starts reuse the Raft state
