@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratalog/strata/broker"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
@@ -227,5 +229,43 @@ func TestGroupMetrics(t *testing.T) {
 		if _, found := metricValue(t, c.registry(id), "strata_group_lag", p0); found {
 			t.Errorf("broker %d, not the coordinator, reports the group's lag", id)
 		}
+	}
+}
+
+// TestAddCollector: a component's collector added before or after
+// RegisterMetrics ends up in the node's registry, and the same collector
+// twice is refused; a broker that never started is not ready.
+func TestAddCollector(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{NodeID: 1, DataDir: t.TempDir(), Controllers: []string{"127.0.0.1:1"}, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Kill()
+	before := prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_test_before"})
+	after := prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_test_after"})
+	if err := b.AddCollector(before); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := b.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddCollector(after); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"strata_test_before", "strata_test_after", "strata_broker_ready", "strata_broker_partitions"} {
+		if _, ok := metricValue(t, reg, name, nil); !ok {
+			t.Errorf("%s missing", name)
+		}
+	}
+	if v, _ := metricValue(t, reg, "strata_broker_ready", nil); v != 0 {
+		t.Errorf("a broker that never started is ready: %v", v)
+	}
+	if err := b.AddCollector(after); err == nil {
+		t.Error("the same collector registered twice")
 	}
 }
