@@ -91,14 +91,14 @@ func (b *Broker) sendISR(prop *ISRProposal) {
 			cur, _ := p.State()
 			st := cur
 			st.Leader, st.LeaderEpoch, st.PartitionEpoch, st.ISR = pr.Leader, pr.LeaderEpoch, pr.PartitionEpoch, pr.Isr
+			// A stale answer leaves the pending proposal alone: the newer
+			// state it lost to was applied from an image, which cleared the
+			// proposal then (and any later proposal is someone else's).
 			if err := p.ProposalDone(&st); err != nil && !isStale(err) {
 				b.log.Warn("broker: apply alter partition result", "topic", t.Name(), "partition", prop.Partition, "err", err)
 			}
 			if pr.ErrorCode == pb.ErrorCode_NONE {
 				b.metrics.isrChanged(isrBefore, len(prop.NewISR))
-			}
-			if isStale(err) {
-				p.ProposalDone(nil)
 			}
 			if b.svc != nil {
 				b.svc.partitionMoved(storage.TopicPartition{Topic: t.Name(), Partition: prop.Partition})
