@@ -43,6 +43,65 @@ var retriableCodes = map[pb.ErrorCode]bool{
 	pb.ErrorCode_REQUEST_TIMED_OUT: true, pb.ErrorCode_NOT_CONTROLLER: true,
 	pb.ErrorCode_BROKER_NOT_AVAILABLE: true, pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION: true,
 	pb.ErrorCode_STORAGE_ERROR: true, pb.ErrorCode_OFFSET_NOT_AVAILABLE: true,
+	pb.ErrorCode_COORDINATOR_NOT_AVAILABLE: true, pb.ErrorCode_NOT_COORDINATOR: true,
+	pb.ErrorCode_COORDINATOR_LOAD_IN_PROGRESS: true, pb.ErrorCode_STALE_MEMBER_EPOCH: true,
+}
+
+// The group errors (codes 47-60), for errors.Is: errors.Is(err,
+// ErrFencedMemberEpoch) matches any *Error with that code, whatever its
+// message.
+var (
+	// ErrCoordinatorNotAvailable: the group's coordinator is not available
+	// yet (its offsets partition has no leader). Retriable.
+	ErrCoordinatorNotAvailable = &Error{Code: pb.ErrorCode_COORDINATOR_NOT_AVAILABLE, Retriable: true}
+	// ErrNotCoordinator: the broker asked is not the group's coordinator
+	// (any more). Retriable after FindCoordinator.
+	ErrNotCoordinator = &Error{Code: pb.ErrorCode_NOT_COORDINATOR, Retriable: true}
+	// ErrCoordinatorLoadInProgress: the coordinator is loading the group's
+	// state. Retriable.
+	ErrCoordinatorLoadInProgress = &Error{Code: pb.ErrorCode_COORDINATOR_LOAD_IN_PROGRESS, Retriable: true}
+	// ErrGroupIDNotFound: no such group.
+	ErrGroupIDNotFound = &Error{Code: pb.ErrorCode_GROUP_ID_NOT_FOUND}
+	// ErrInvalidGroupID: the group id is empty, too long, or has control
+	// characters.
+	ErrInvalidGroupID = &Error{Code: pb.ErrorCode_INVALID_GROUP_ID}
+	// ErrUnknownMemberID: the member is not (or no longer) in the group; its
+	// partitions are lost and it joins again.
+	ErrUnknownMemberID = &Error{Code: pb.ErrorCode_UNKNOWN_MEMBER_ID}
+	// ErrFencedMemberEpoch: the member's epoch is not its current one; its
+	// partitions are lost and it joins again.
+	ErrFencedMemberEpoch = &Error{Code: pb.ErrorCode_FENCED_MEMBER_EPOCH}
+	// ErrStaleMemberEpoch: a commit carried an old member epoch. Retriable
+	// after a heartbeat.
+	ErrStaleMemberEpoch = &Error{Code: pb.ErrorCode_STALE_MEMBER_EPOCH, Retriable: true}
+	// ErrPartitionNotOwned: a commit named a partition the member does not own.
+	ErrPartitionNotOwned = &Error{Code: pb.ErrorCode_PARTITION_NOT_OWNED}
+	// ErrNonEmptyGroup: the operation needs a group without members.
+	ErrNonEmptyGroup = &Error{Code: pb.ErrorCode_NON_EMPTY_GROUP}
+	// ErrUnsupportedAssignor: the coordinator has no assignor of that name.
+	ErrUnsupportedAssignor = &Error{Code: pb.ErrorCode_UNSUPPORTED_ASSIGNOR}
+	// ErrInvalidRegularExpression: the subscription's regular expression
+	// does not compile.
+	ErrInvalidRegularExpression = &Error{Code: pb.ErrorCode_INVALID_REGULAR_EXPRESSION}
+	// ErrGroupMaxSizeReached: the group already has group.max.size members.
+	ErrGroupMaxSizeReached = &Error{Code: pb.ErrorCode_GROUP_MAX_SIZE_REACHED}
+	// ErrOffsetMetadataTooLarge: a commit's metadata string is too long.
+	ErrOffsetMetadataTooLarge = &Error{Code: pb.ErrorCode_OFFSET_METADATA_TOO_LARGE}
+)
+
+// coordinatorError reports whether err says the group's coordinator must be
+// found again (moved, not there yet, loading, or unreachable).
+func coordinatorError(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case pb.ErrorCode_NOT_COORDINATOR, pb.ErrorCode_COORDINATOR_NOT_AVAILABLE, pb.ErrorCode_COORDINATOR_LOAD_IN_PROGRESS,
+		pb.ErrorCode_BROKER_NOT_AVAILABLE, pb.ErrorCode_REQUEST_TIMED_OUT:
+		return true
+	}
+	return false
 }
 
 // Retriable reports whether retrying after a metadata refresh can help.
