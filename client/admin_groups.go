@@ -62,7 +62,12 @@ func (a *Admin) ListGroups(ctx context.Context, states ...string) ([]GroupListin
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("broker %d (%s): %w", b.ID, b.Addr, FromError(err)))
+				e := &Error{Code: pb.ErrorCode_BROKER_NOT_AVAILABLE, Retriable: true}
+				if !errors.As(FromError(err), &e) {
+					e.Message = err.Error()
+				}
+				errs = append(errs, &Error{Code: e.Code, Retriable: e.Retriable,
+					Message: fmt.Sprintf("broker %d (%s) did not list its groups: %s", b.ID, b.Addr, e.Message)})
 				return
 			}
 			for _, l := range resp.Groups {

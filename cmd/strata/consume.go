@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,10 +61,20 @@ each record is one JSON object per line: topic, partition, offset,
 timestamp (ms), key, value, headers (bytes as UTF-8 strings, invalid
 sequences replaced; null for null).
 
---group is not implemented yet: consumer groups arrive with their own issue.`,
+With --group G it reads as a member of consumer group G instead: the
+group's coordinator assigns it a share of the topic's partitions (all of them
+if it is the only member; run several to split the records between them),
+each partition starting at the group's committed offset, or where
+--from-beginning / the default (the end) says when the group has none. It
+commits the offsets of the records it printed every 5 s, before it gives a
+partition up and when it exits, so the next member resumes after them.
+--partition, --offset and --timestamp do not go with --group (the group
+decides the partitions and offsets; move them with strata groups
+reset-offsets).`,
 		Example: `  strata consume orders --from-beginning --max-messages 10
   strata consume orders --partition 2 --offset 1500 --print-offset
-  strata consume orders --timestamp 2026-11-21T09:00:00Z --timeout 5s --print-key`,
+  strata consume orders --timestamp 2026-11-21T09:00:00Z --timeout 5s --print-key
+  strata consume orders --group billing --from-beginning`,
 		Args: oneTopicArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
@@ -80,7 +91,7 @@ sequences replaced; null for null).
 	f.DurationVar(&o.idle, "timeout", 0, "exit once no record has arrived for this long (0: wait forever)")
 	f.BoolVar(&o.printKey, "print-key", false, "print each record's key and a tab before its value")
 	f.BoolVar(&o.printOffset, "print-offset", false, "print each record's partition and offset before it")
-	f.StringVar(&o.group, "group", "", "consumer group (not implemented yet)")
+	f.StringVar(&o.group, "group", "", "read as a member of this consumer group (partitions and offsets from the group; commits what it prints)")
 	return cmd
 }
 
@@ -121,7 +132,16 @@ func (o *consumeOptions) start() (consumeStart, error) {
 		return consumeStart{}, fmt.Errorf("%w: --from-beginning, --offset and --timestamp exclude each other: pick one", errUsage)
 	}
 	if o.group != "" {
-		return consumeStart{}, fmt.Errorf("%w: --group: consumer groups are not implemented yet; read with --partition and --offset instead", errUsage)
+		switch {
+		case strings.TrimSpace(o.group) == "":
+			return consumeStart{}, fmt.Errorf("%w: --group is blank: name the consumer group", errUsage)
+		case o.partition >= 0:
+			return consumeStart{}, fmt.Errorf("%w: --partition does not go with --group: the group's coordinator assigns the partitions", errUsage)
+		case o.offset != "":
+			return consumeStart{}, fmt.Errorf("%w: --offset does not go with --group: a group starts at its committed offsets (move them with strata groups reset-offsets)", errUsage)
+		case o.timestamp != "":
+			return consumeStart{}, fmt.Errorf("%w: --timestamp does not go with --group: a group starts at its committed offsets (strata groups reset-offsets --to-datetime moves them)", errUsage)
+		}
 	}
 	if o.maxMessages < 0 {
 		return consumeStart{}, fmt.Errorf("%w: --max-messages must be 0 (no limit) or positive, got %d", errUsage, o.maxMessages)
@@ -239,6 +259,9 @@ func runConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *co
 		return err
 	}
 	defer c.Close()
+	if o.group != "" {
+		return runGroupConsume(ctx, cmd, g, o, c, topic, s.reset)
+	}
 	setup, cancel := context.WithTimeout(ctx, g.timeout)
 	cons, err := openConsumer(setup, c, topic, o.partition, s, client.ConsumerConfig{})
 	cancel()
@@ -341,4 +364,143 @@ func writeRecord(w io.Writer, asJSON bool, o *consumeOptions, r *client.Record) 
 	sb.WriteByte('\n')
 	_, err := io.WriteString(w, sb.String())
 	return err
+}
+
+// groupCommitInterval is how often consume --group commits what it printed.
+const groupCommitInterval = 5 * time.Second
+
+// printedOffsets are the positions after the records consume --group
+// printed, per partition: what it commits. OnRevoked (on the group's
+// heartbeat goroutine) takes the given-up partitions out.
+type printedOffsets struct {
+	mu   sync.Mutex
+	next map[client.TopicPartition]int64
+}
+
+func (p *printedOffsets) take(tps []client.TopicPartition) map[client.TopicPartition]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[client.TopicPartition]int64{}
+	for _, tp := range tps {
+		if off, ok := p.next[tp]; ok {
+			out[tp] = off
+			delete(p.next, tp)
+		}
+	}
+	return out
+}
+
+// commit commits the printed offsets of the partitions the member still owns.
+func (p *printedOffsets) commit(ctx context.Context, gc *client.GroupConsumer) error {
+	offs := p.take(gc.Assignment())
+	if len(offs) == 0 {
+		return nil
+	}
+	if err := gc.Commit(ctx, offs); err != nil {
+		p.mu.Lock()
+		for tp, off := range offs { // keep them for the next try unless newer ones came
+			if _, ok := p.next[tp]; !ok {
+				p.next[tp] = off
+			}
+		}
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// runGroupConsume is consume --group: a GroupConsumer subscribed to topic
+// that commits the offsets of the records it printed (not of records a
+// Poll returned past --max-messages): every groupCommitInterval, before
+// giving partitions up, and on exit.
+func runGroupConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *consumeOptions, c *client.Client, topic, reset string) error {
+	setup, cancel := context.WithTimeout(ctx, g.timeout)
+	m, err := c.RefreshMetadata(setup)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if _, ok := m.Topics[topic]; !ok {
+		return &client.Error{Code: pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION,
+			Message: fmt.Sprintf("topic %q does not exist: check the name (strata topics list) or create it (strata topics create %s)", topic, topic)}
+	}
+	printed := &printedOffsets{next: map[client.TopicPartition]int64{}}
+	var gc *client.GroupConsumer
+	gc, err = client.NewGroupConsumer(c, client.GroupConsumerConfig{
+		Group: o.group, Topics: []string{topic}, ClientID: "strata-consume", DisableAutoCommit: true,
+		OnRevoked: func(ctx context.Context, tps []client.TopicPartition) {
+			if offs := printed.take(tps); len(offs) > 0 {
+				if err := gc.Commit(ctx, offs); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "strata: committing the offsets of partitions given up: %v\n", err)
+				}
+			}
+		},
+		OnLost:   func(_ context.Context, tps []client.TopicPartition) { printed.take(tps) },
+		Consumer: client.ConsumerConfig{AutoOffsetReset: reset},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
+	w := bufio.NewWriter(cmd.OutOrStdout())
+	var n int64
+	lastCommit := time.Now()
+	loopErr := func() error {
+		for o.maxMessages == 0 || n < o.maxMessages {
+			pctx, pcancel := ctx, context.CancelFunc(func() {})
+			if o.idle > 0 {
+				pctx, pcancel = context.WithTimeout(ctx, o.idle)
+			}
+			recs, err := gc.Poll(pctx)
+			pcancel()
+			if err != nil {
+				if ctx.Err() != nil || (o.idle > 0 && errors.Is(err, context.DeadlineExceeded)) {
+					return nil // interrupted, or idle for --timeout
+				}
+				return err
+			}
+			for i := range recs {
+				if err := writeRecord(w, g.output == "json", o, &recs[i]); err != nil {
+					return err
+				}
+				n++
+				printed.mu.Lock()
+				printed.next[client.TopicPartition{Topic: recs[i].Topic, Partition: recs[i].Partition}] = recs[i].Offset + 1
+				printed.mu.Unlock()
+				if o.maxMessages > 0 && n == o.maxMessages {
+					break
+				}
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if time.Since(lastCommit) >= groupCommitInterval {
+				lastCommit = time.Now()
+				cctx, ccancel := context.WithTimeout(ctx, g.timeout)
+				if err := printed.commit(cctx, gc); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "strata: committing offsets (trying again later): %v\n", err)
+				}
+				ccancel()
+			}
+		}
+		return nil
+	}()
+	w.Flush()
+	fmt.Fprintf(cmd.ErrOrStderr(), "Processed a total of %d messages\n", n)
+	// Commit and leave even after Ctrl-C (the command's context is done
+	// then): bounded by --timeout, 10 s at most.
+	cctx, ccancel := context.WithTimeout(context.Background(), min(g.timeout, 10*time.Second))
+	defer ccancel()
+	commitErr := printed.commit(cctx, gc)
+	closeErr := gc.Close()
+	if loopErr != nil {
+		return loopErr
+	}
+	if commitErr != nil {
+		return fmt.Errorf("committing the offsets of the printed records: %w", commitErr)
+	}
+	return closeErr
 }

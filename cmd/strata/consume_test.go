@@ -177,7 +177,11 @@ func TestConsume(t *testing.T) {
 			{[]string{"consume", "t", "--from-beginning", "--offset", "5"}, 2, "exclude each other"},
 			{[]string{"consume", "t", "--timestamp", "yesterday"}, 2, "--timestamp"},
 			{[]string{"consume", "t", "--offset", "-3", "--partition", "0"}, 2, "--offset"},
-			{[]string{"consume", "t", "--group", "g"}, 2, "not implemented yet"},
+			{[]string{"consume", "t", "--group", "g", "--partition", "0"}, 2, "--partition does not go with --group"},
+			{[]string{"consume", "t", "--group", "g", "--offset", "3"}, 2, "--offset does not go with --group"},
+			{[]string{"consume", "t", "--group", "g", "--timestamp", "0"}, 2, "--timestamp does not go with --group"},
+			{[]string{"consume", "t", "--group", " "}, 2, "--group is blank"},
+			{[]string{"consume", "nope", "--group", "g", "--timeout", "1s"}, 1, `topic "nope" does not exist`},
 			{[]string{"consume", "t", "--max-messages", "x"}, 2, "max-messages"},
 			{[]string{"consume"}, 2, "takes one TOPIC"},
 		} {

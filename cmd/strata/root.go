@@ -47,6 +47,7 @@ This one binary runs servers and drives the cluster.`,
 		newElectLeadersCmd(&g),
 		newReassignCmd(&g),
 		newConsumeCmd(&g),
+		newGroupsCmd(&g),
 		newProduceCmd(&g),
 		newPerfCmd(&g),
 	)
