@@ -125,10 +125,10 @@ type GroupMemberDescription struct {
 	LastHeartbeat     time.Time
 }
 
-// GroupOffset is one committed offset of a group.
+// GroupOffset is one partition of a group: committed, or owned by a member.
 type GroupOffset struct {
 	TopicPartition
-	Committed int64
+	Committed int64  // -1: none committed yet
 	LogEnd    int64  // -1 when the partition's leader did not answer
 	Lag       int64  // -1 unknown
 	MemberID  string // the member owning the partition, "" none
@@ -492,10 +492,10 @@ func checkGroupIDs(groups []string) error {
 }
 
 // groupHints say what to do about a group error.
+// (The coordinator's NON_EMPTY_GROUP message already says to stop the
+// members.)
 var groupHints = map[pb.ErrorCode]string{
 	pb.ErrorCode_GROUP_ID_NOT_FOUND: "check the name (strata groups list)",
-	pb.ErrorCode_NON_EMPTY_GROUP:    "the group has members: stop its consumers first (strata groups describe shows them)",
-	pb.ErrorCode_INVALID_GROUP_ID:   "a group id is 1 to 255 printable characters",
 }
 
 // groupItemError is a per-group result's error, naming the group.

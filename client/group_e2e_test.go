@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,5 +190,92 @@ func TestGroupResumeFromCommitted(t *testing.T) {
 	res, err := a.DeleteGroups(ctx, "resume", "nope")
 	if err != nil || res[0].Err != nil || !isCode(res[1].Err, client.ErrGroupIDNotFound.Code) {
 		t.Fatalf("DeleteGroups: %+v %v", res, err)
+	}
+}
+
+// TestGroupStaticRestart: a static member (InstanceID) that closes and
+// comes back gets its partitions again without a rebalance: the other
+// member's partitions never move.
+func TestGroupStaticRestart(t *testing.T) {
+	f := &groupFake{} // only for the owners tracker's event log
+	_, cl := groupCluster(t)
+	o := newOwners(t, f)
+	static := func(name, instance string) client.GroupConsumerConfig {
+		cfg := earliest("static")
+		cfg.InstanceID = instance
+		return o.config(name, cfg)
+	}
+	a := newGroupConsumer(t, cl, static("a", "i-a"))
+	newGroupConsumer(t, cl, static("b", "i-b"))
+	eventually(t, "two partitions each", func() bool { return len(o.of("a")) == 2 && len(o.of("b")) == 2 })
+	aParts, bParts := o.of("a"), o.of("b")
+	before := len(f.eventsCopy())
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newGroupConsumer(t, cl, static("a2", "i-a"))
+	eventually(t, "the new incarnation gets a's partitions", func() bool { return len(o.of("a2")) == 2 })
+	if got := o.of("a2"); fmt.Sprint(got) != fmt.Sprint(aParts) {
+		t.Fatalf("the restarted static member got %v, a had %v", got, aParts)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := o.of("b"); fmt.Sprint(got) != fmt.Sprint(bParts) {
+		t.Fatalf("b's partitions moved from %v to %v over a static restart", bParts, got)
+	}
+	ev := f.eventsCopy()[before:]
+	if indexOf(ev, "revoked b", 0) >= 0 || indexOf(ev, "assigned b", 0) >= 0 || indexOf(ev, "lost", 0) >= 0 {
+		t.Fatalf("b saw a rebalance over a's static restart: %q", ev)
+	}
+}
+
+// TestGroupCoordinatorFailover: the coordinator's broker dies; the member
+// finds the new coordinator (the new leader of the group's offsets
+// partition), keeps its partitions and epoch, goes on reading, and the
+// committed offsets survive.
+func TestGroupCoordinatorFailover(t *testing.T) {
+	c, cl := groupCluster(t)
+	produceN(t, cl, "orders", 0, 40)
+	var lost atomic.Bool
+	cfg := earliest("failover")
+	cfg.OnLost = func(context.Context, []client.TopicPartition) { lost.Store(true) }
+	g := newGroupConsumer(t, cl, cfg)
+	collect(t, 40, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pctx, pcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	g.Poll(pctx) // the 40 are processed
+	pcancel()
+	if err := g.CommitSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := client.NewAdmin(cl)
+	ds, err := a.DescribeGroups(ctx, "failover")
+	if err != nil || ds[0].Err != nil {
+		t.Fatalf("describe: %v %+v", err, ds)
+	}
+	coord, epoch := ds[0].CoordinatorID, g.MemberEpoch()
+	c.Kill(coord)
+	// Records produced now reach the member once the partitions' leaders
+	// and the group's coordinator have moved.
+	produceN(t, cl, "orders", 40, 20)
+	got := collect(t, 20, g)[0]
+	for v := range got {
+		var i int
+		fmt.Sscanf(v, "v%d", &i)
+		if i < 40 {
+			t.Fatalf("read %s again after the failover: the position was lost", v)
+		}
+	}
+	if lost.Load() || g.MemberEpoch() != epoch || len(g.Assignment()) != 4 {
+		t.Fatalf("after the failover: lost %v, epoch %d (was %d), assignment %v", lost.Load(), g.MemberEpoch(), epoch, g.Assignment())
+	}
+	ds, err = a.DescribeGroups(ctx, "failover")
+	if err != nil || ds[0].Err != nil || ds[0].CoordinatorID == coord {
+		t.Fatalf("describe after the failover: %v %+v", err, ds)
+	}
+	for _, o := range ds[0].Offsets {
+		if o.Committed < 10 {
+			t.Fatalf("offset %+v after the failover: want the 10 committed before", o)
+		}
 	}
 }

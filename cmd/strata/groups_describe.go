@@ -43,7 +43,7 @@ type groupMember struct {
 type groupOffsetJ struct {
 	Topic         string `json:"topic"`
 	Partition     int32  `json:"partition"`
-	CurrentOffset int64  `json:"current_offset"`
+	CurrentOffset int64  `json:"current_offset"` // -1: none committed
 	LogEndOffset  int64  `json:"log_end_offset"` // -1 unknown
 	Lag           int64  `json:"lag"`            // -1 unknown
 	MemberID      string `json:"member_id"`
@@ -129,7 +129,7 @@ func groupsTable(tw *tabwriter.Writer, groups []groupDescription) {
 		} else {
 			fmt.Fprintln(tw, "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tMEMBER-ID")
 			for _, o := range d.Offsets {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", o.Topic, o.Partition, o.CurrentOffset, offsetOrDash(o.LogEndOffset), offsetOrDash(o.Lag), orDash(o.MemberID))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", o.Topic, o.Partition, offsetOrDash(o.CurrentOffset), offsetOrDash(o.LogEndOffset), offsetOrDash(o.Lag), orDash(o.MemberID))
 			}
 		}
 		if len(d.Members) > 0 {

@@ -134,7 +134,7 @@ func TestGroupsCommands(t *testing.T) {
 			t.Fatal("the member got no partitions")
 		}
 	}
-	wantRun(t, bs, 1, []string{`reset offsets of group "g"`, "NON_EMPTY_GROUP", "stop its consumers"}, "groups", "reset-offsets", "g", "--to-latest", "--execute")
+	wantRun(t, bs, 1, []string{`reset offsets of group "g"`, "NON_EMPTY_GROUP", "stop them"}, "groups", "reset-offsets", "g", "--to-latest", "--execute")
 	wantRun(t, bs, 1, []string{`delete group "g"`, "NON_EMPTY_GROUP"}, "groups", "delete", "g")
 	decodeJSON(t, wantRun(t, bs, 0, nil, "groups", "describe", "g", "--output", "json"), &desc)
 	if m := desc.Groups[0].Members; len(m) != 1 || m[0].MemberID != gc.MemberID() || len(m[0].Assigned["t"]) != 3 {
