@@ -184,6 +184,7 @@ func (g *GroupConsumer) reconcile(ctx context.Context) bool {
 			clear(g.mu.active)
 			clear(g.mu.returned)
 			clear(g.mu.processed)
+			clear(g.mu.committed)
 			g.mu.lost = false
 			g.setFetchingLocked(nil)
 		})

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -428,11 +429,12 @@ func runGroupConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, 
 			Message: fmt.Sprintf("topic %q does not exist: check the name (strata topics list) or create it (strata topics create %s)", topic, topic)}
 	}
 	printed := &printedOffsets{next: map[client.TopicPartition]int64{}}
-	var gc *client.GroupConsumer
-	gc, err = client.NewGroupConsumer(c, client.GroupConsumerConfig{
+	var member atomic.Pointer[client.GroupConsumer] // for OnRevoked, which runs on the member's goroutine
+	gc, err := client.NewGroupConsumer(c, client.GroupConsumerConfig{
 		Group: o.group, Topics: []string{topic}, ClientID: "strata-consume", DisableAutoCommit: true,
 		OnRevoked: func(ctx context.Context, tps []client.TopicPartition) {
-			if offs := printed.take(tps); len(offs) > 0 {
+			gc := member.Load()
+			if offs := printed.take(tps); len(offs) > 0 && gc != nil {
 				if err := gc.Commit(ctx, offs); err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "strata: committing the offsets of partitions given up: %v\n", err)
 				}
@@ -444,6 +446,7 @@ func runGroupConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, 
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	member.Store(gc)
 
 	w := bufio.NewWriter(cmd.OutOrStdout())
 	var n int64
