@@ -48,6 +48,11 @@ type GroupConsumerConfig struct {
 	// give up (OnRevoked included); 0: the coordinator's default. It also
 	// bounds the context the callbacks get (default 60 s).
 	RebalanceTimeout time.Duration
+	// MaxPollInterval (max.poll.interval.ms, default 5 min): when the
+	// application has not called Poll for this long, the member leaves the
+	// group (committing what it processed, OnRevoked) so that its partitions
+	// go to members that make progress; the next Poll joins again.
+	MaxPollInterval time.Duration
 	// DisableAutoCommit turns auto-commit (enable.auto.commit, on by
 	// default) off: then only CommitSync, CommitAsync and Commit commit.
 	DisableAutoCommit bool
@@ -102,8 +107,11 @@ func (c GroupConsumerConfig) validate() (GroupConsumerConfig, error) {
 	default:
 		return c, &Error{Code: pb.ErrorCode_UNSUPPORTED_ASSIGNOR, Message: fmt.Sprintf("Assignor %q: want %s or %s", c.Assignor, AssignorUniform, AssignorRange)}
 	}
-	if c.RebalanceTimeout < 0 || c.AutoCommitInterval < 0 {
-		return bad("negative RebalanceTimeout or AutoCommitInterval")
+	if c.RebalanceTimeout < 0 || c.AutoCommitInterval < 0 || c.MaxPollInterval < 0 {
+		return bad("negative RebalanceTimeout, AutoCommitInterval or MaxPollInterval")
+	}
+	if c.MaxPollInterval == 0 {
+		c.MaxPollInterval = 5 * time.Minute
 	}
 	if c.AutoCommitInterval == 0 {
 		c.AutoCommitInterval = 5 * time.Second
@@ -171,6 +179,11 @@ type GroupConsumer struct {
 		// Polls wait while a change is under way (cond).
 		changing int
 		polling  map[*pollCall]bool
+		// lastPoll: when a Poll last started or ended; inPoll: Polls running.
+		// idle: the member left for want of Polls (MaxPollInterval).
+		lastPoll time.Time
+		inPoll   int
+		idle     bool
 		closed   bool
 		closeErr error // what Close's commit and leave failed with
 		err      error // fatal: the group refused the member for good
@@ -219,6 +232,7 @@ func NewGroupConsumer(cl *Client, cfg GroupConsumerConfig) (*GroupConsumer, erro
 	g.mu.processed = map[TopicPartition]offsetEpoch{}
 	g.mu.committed = map[TopicPartition]int64{}
 	g.mu.polling = map[*pollCall]bool{}
+	g.mu.lastPoll = time.Now()
 	g.stop, g.stopWith = context.WithCancelCause(context.Background())
 	g.async.init(g)
 	go g.run()
@@ -260,7 +274,8 @@ func sortedParts(m map[TopicPartition]bool) []TopicPartition {
 // in offset order per partition. It waits until records arrive or ctx ends
 // (then it returns ctx's error); while the member has no partitions it just
 // waits. Calling Poll marks the records the previous Poll returned as
-// processed (auto-commit commits up to them). After Close it returns
+// processed (auto-commit commits up to them), and tells the group the
+// application is alive (see MaxPollInterval). After Close it returns
 // ErrConsumerClosed; when the group refuses the member for good
 // (INVALID_GROUP_ID, GROUP_MAX_SIZE_REACHED, ...) it returns that error.
 func (g *GroupConsumer) Poll(ctx context.Context) ([]Record, error) {
@@ -272,7 +287,19 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]Record, error) {
 	for tp, oe := range g.mu.returned {
 		g.mu.processed[tp] = oe
 	}
+	g.mu.inPoll++
+	g.mu.lastPoll = time.Now()
+	if g.mu.idle {
+		g.mu.idle = false
+		g.kick() // join again
+	}
 	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.mu.inPoll--
+		g.mu.lastPoll = time.Now()
+		g.mu.Unlock()
+	}()
 	for {
 		g.mu.Lock()
 		for g.mu.changing > 0 {

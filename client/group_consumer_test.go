@@ -468,3 +468,36 @@ func TestGroupConsumerConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupMaxPollInterval: a member whose application stops calling Poll
+// leaves the group after MaxPollInterval (committing what it processed,
+// OnRevoked); the next Poll joins again with the same member id.
+func TestGroupMaxPollInterval(t *testing.T) {
+	f := newGroupFake(t, 1, 1)
+	f.produce(0, 4)
+	o := newOwners(t, f)
+	g := newGroupConsumer(t, f.client(t), o.config("a", client.GroupConsumerConfig{Group: "g", Topics: []string{"t"},
+		MaxPollInterval: 300 * time.Millisecond, Consumer: client.ConsumerConfig{AutoOffsetReset: client.OffsetResetEarliest}}))
+	pollAll(t, g, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond) // a long Poll keeps the member in
+	g.Poll(pctx)
+	pcancel()
+	if ev := f.eventsCopy(); indexOf(ev, "revoked", 0) >= 0 {
+		t.Fatalf("left the group while a Poll was running: %q", ev)
+	}
+	eventually(t, "the member leaving for want of Polls", func() bool { return indexOf(f.eventsCopy(), "hb m1 epoch -1", 0) >= 0 })
+	ev := f.eventsCopy()
+	if i, j := indexOf(ev, "commit m1 0@4", 0), indexOf(ev, "revoked a [0]", 0); i < 0 || j < i || indexOf(ev, "hb m1 epoch -1", 0) < j {
+		t.Fatalf("commit, OnRevoked, leave out of order: %q", ev)
+	}
+	if len(g.Assignment()) != 0 {
+		t.Fatalf("assignment %v after leaving", g.Assignment())
+	}
+	f.produce(0, 2)
+	recs := pollAll(t, g, 2)
+	if recs[0].Offset != 4 || g.MemberID() != "m1" {
+		t.Fatalf("after joining again: offset %d member %q, want 4 and m1", recs[0].Offset, g.MemberID())
+	}
+}

@@ -31,7 +31,19 @@ func (g *GroupConsumer) run() {
 		if g.reconcile(ctx) {
 			nextHB = time.Now()
 		}
+		idle, pollDeadline := g.pollState()
+		if !idle && !pollDeadline.IsZero() && !time.Now().Before(pollDeadline) {
+			g.leaveIdle(ctx)
+			nextHB = time.Now()
+			continue
+		}
 		wait := time.Until(nextHB)
+		if idle {
+			wait = time.Hour // no heartbeats until Poll is called again (it kicks)
+		}
+		if !pollDeadline.IsZero() {
+			wait = min(wait, time.Until(pollDeadline))
+		}
 		if !g.cfg.DisableAutoCommit {
 			wait = min(wait, time.Until(nextCommit))
 		}
@@ -52,7 +64,7 @@ func (g *GroupConsumer) run() {
 				g.log.Warn("auto-commit", "err", err)
 			}
 		}
-		if time.Now().Before(nextHB) {
+		if idle, _ := g.pollState(); idle || time.Now().Before(nextHB) {
 			continue
 		}
 		err := g.heartbeat(ctx)
@@ -80,6 +92,34 @@ func (g *GroupConsumer) run() {
 			return
 		}
 	}
+}
+
+// pollState says whether the member left for want of Polls, and else when
+// it must (zero: not a member, or a Poll is running).
+func (g *GroupConsumer) pollState() (idle bool, deadline time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mu.idle {
+		return true, time.Time{}
+	}
+	if g.mu.inPoll > 0 || g.mu.epoch <= 0 {
+		return false, time.Time{}
+	}
+	return false, g.mu.lastPoll.Add(g.cfg.MaxPollInterval)
+}
+
+// leaveIdle leaves the group because the application stopped calling Poll
+// for MaxPollInterval: its partitions go to members that make progress.
+// The member keeps its id; the next Poll joins again.
+func (g *GroupConsumer) leaveIdle(ctx context.Context) {
+	g.log.Warn("no Poll for MaxPollInterval: leaving the group until the next Poll", "interval", g.cfg.MaxPollInterval)
+	parts, err := g.giveUpAll(ctx, false)
+	if err != nil {
+		g.log.Warn("leaving the group", "err", err, "partitions", parts)
+	}
+	g.mu.Lock()
+	g.mu.idle = g.mu.inPoll == 0 // a Poll that started meanwhile joins again at once
+	g.mu.Unlock()
 }
 
 // heartbeat sends one heartbeat with the member's state and takes in the
@@ -304,6 +344,24 @@ func (g *GroupConsumer) fail(ctx context.Context, err error) {
 // leave is Close's work on the heartbeat goroutine: stop fetching, commit
 // what Poll returned (auto-commit), OnRevoked, then the leave heartbeat.
 func (g *GroupConsumer) leave(ctx context.Context) {
+	g.mu.Lock()
+	failed := g.mu.err != nil
+	g.mu.Unlock()
+	if failed {
+		return
+	}
+	_, err := g.giveUpAll(ctx, true)
+	g.mu.Lock()
+	g.mu.closeErr = err
+	g.mu.epoch = leaveEpoch
+	g.mu.Unlock()
+}
+
+// giveUpAll stops fetching, commits (auto-commit: everything Poll returned
+// with all, else the processed records), calls OnRevoked with every owned
+// partition and sends the leave heartbeat (-1, or -2 for a static member).
+// The member is left with epoch 0 and its id.
+func (g *GroupConsumer) giveUpAll(ctx context.Context, all bool) ([]TopicPartition, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cl.cfg.RequestTimeout)
 	defer cancel()
 	var errs []error
@@ -312,19 +370,18 @@ func (g *GroupConsumer) leave(ctx context.Context) {
 		g.setFetchingLocked(nil)
 	})
 	g.mu.Lock()
-	parts, memberID, epoch, failed := sortedParts(g.mu.owned), g.mu.memberID, g.mu.epoch, g.mu.err != nil
+	parts, memberID, epoch := sortedParts(g.mu.owned), g.mu.memberID, g.mu.epoch
 	g.mu.Unlock()
-	if failed {
-		return
-	}
 	if !g.cfg.DisableAutoCommit && len(parts) > 0 {
-		if err := g.commitPositions(ctx, g.positions(parts, true)); err != nil {
+		if err := g.commitPositions(ctx, g.positions(parts, all)); err != nil {
 			errs = append(errs, fmt.Errorf("committing before leaving: %w", err))
 		}
 	}
 	g.call(ctx, g.cfg.OnRevoked, parts)
 	g.mu.Lock()
 	clear(g.mu.owned)
+	clear(g.mu.returned)
+	clear(g.mu.processed)
 	g.mu.Unlock()
 	if memberID != "" && epoch > 0 {
 		e := int32(leaveEpoch)
@@ -337,13 +394,13 @@ func (g *GroupConsumer) leave(ctx context.Context) {
 				InstanceId: g.cfg.InstanceID, ClientId: g.cfg.ClientID})
 			return err
 		})
+		g.mu.Lock()
+		g.mu.epoch, g.mu.target = 0, nil
+		g.mu.Unlock()
 		g.hbMu.Unlock()
 		if err != nil && !errors.Is(err, ErrUnknownMemberID) && !errors.Is(err, ErrFencedMemberEpoch) {
 			errs = append(errs, fmt.Errorf("leaving the group: %w", err))
 		}
 	}
-	g.mu.Lock()
-	g.mu.closeErr = errors.Join(errs...)
-	g.mu.epoch = leaveEpoch
-	g.mu.Unlock()
+	return parts, errors.Join(errs...)
 }
