@@ -364,7 +364,8 @@ func (a *Admin) FetchGroupOffsets(ctx context.Context, group string, partitions 
 // CommitGroupOffsets commits offsets (the next offset to read) for a group
 // from outside it: for consumers that Assign partitions and keep their
 // offsets in a group. The coordinator accepts it only while the group has
-// no members (NON_EMPTY_GROUP otherwise).
+// no members (NON_EMPTY_GROUP otherwise); a partition that does not exist
+// is refused (UNKNOWN_TOPIC_OR_PARTITION) before anything is sent.
 func (a *Admin) CommitGroupOffsets(ctx context.Context, group string, offsets map[TopicPartition]int64) error {
 	if err := checkGroupIDs([]string{group}); err != nil {
 		return err
@@ -380,8 +381,17 @@ func (a *Admin) CommitGroupOffsets(ctx context.Context, group string, offsets ma
 		tps = append(tps, tp)
 	}
 	sortTopicPartitions(tps, func(tp TopicPartition) TopicPartition { return tp })
+	// The coordinator keeps whatever it is given: refuse partitions that do
+	// not exist here.
+	m, err := a.c.RefreshMetadata(ctx)
+	if err != nil {
+		return err
+	}
 	var topics []*pb.OffsetCommitTopic
 	for _, tp := range tps {
+		if n := len(m.Topics[tp.Topic]); int(tp.Partition) >= n {
+			return itemError(pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION, fmt.Sprintf("commit offset of %s: the topic has %d partitions", tp.name(), n))
+		}
 		if len(topics) == 0 || topics[len(topics)-1].Topic != tp.Topic {
 			topics = append(topics, &pb.OffsetCommitTopic{Topic: tp.Topic})
 		}
@@ -389,7 +399,7 @@ func (a *Admin) CommitGroupOffsets(ctx context.Context, group string, offsets ma
 		t.Partitions = append(t.Partitions, &pb.OffsetCommitPartition{Partition: tp.Partition, Offset: offsets[tp], LeaderEpoch: -1})
 	}
 	r := &groupRouter{cl: a.c, group: group}
-	err := r.do(ctx, func(ctx context.Context, gs pb.GroupServiceClient) error {
+	err = r.do(ctx, func(ctx context.Context, gs pb.GroupServiceClient) error {
 		_, err := gs.OffsetCommit(ctx, &pb.OffsetCommitRequest{GroupId: group, MemberEpoch: -1, Topics: topics})
 		return err
 	})

@@ -2,7 +2,9 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/stratalog/strata/broker/brokertest"
 	"github.com/stratalog/strata/client"
+	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
 // groupCluster starts a 3-broker cluster with topic "orders" (4 partitions,
@@ -186,6 +189,14 @@ func TestGroupResumeFromCommitted(t *testing.T) {
 	ls, err := a.ListGroups(ctx)
 	if err != nil || len(ls) != 1 || ls[0].Group != "resume" || ls[0].State != client.GroupStateEmpty {
 		t.Fatalf("ListGroups: %+v %v", ls, err)
+	}
+	// Bad input: typed errors, nothing changed.
+	long := newGroupConsumer(t, cl, earliest(strings.Repeat("x", 300)))
+	if _, err := long.Poll(ctx); !errors.Is(err, client.ErrInvalidGroupID) {
+		t.Fatalf("Poll of a member of a group with a 300-character id: %v", err)
+	}
+	if err := a.CommitGroupOffsets(ctx, "resume", map[client.TopicPartition]int64{{Topic: "orders", Partition: 9}: 1}); !isCode(err, pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION) {
+		t.Fatalf("commit of partition 9 of a 4-partition topic: %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
 	}
 	res, err := a.DeleteGroups(ctx, "resume", "nope")
 	if err != nil || res[0].Err != nil || !isCode(res[1].Err, client.ErrGroupIDNotFound.Code) {

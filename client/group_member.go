@@ -78,7 +78,7 @@ func (g *GroupConsumer) run() {
 			nextHB = time.Now().Add(interval)
 		case errors.As(err, &e) && (e.Code == pb.ErrorCode_UNKNOWN_MEMBER_ID || e.Code == pb.ErrorCode_FENCED_MEMBER_EPOCH):
 			nextHB = time.Now() // lost: reconcile drops everything, then join again
-		case errors.As(err, &e) && (coordinatorError(e) || e.Retriable || e.Code == pb.ErrorCode_UNKNOWN_SERVER_ERROR):
+		case !errors.As(err, &e) || coordinatorError(e) || e.Retriable || e.Code == pb.ErrorCode_UNKNOWN_SERVER_ERROR:
 			backoff = min(max(2*backoff, 100*time.Millisecond), 2*time.Second)
 			g.log.Info("heartbeat failed, retrying", "err", err, "backoff", backoff)
 			nextHB = time.Now().Add(backoff)
