@@ -420,7 +420,7 @@ func (g *GroupConsumer) Close() error {
 	return errors.Join(err, g.cons.Close())
 }
 
-// sortedOwnedLocked lists the owned partitions in the protocol's shape.
+// ownedLocked lists the owned partitions in the protocol's shape.
 func (g *GroupConsumer) ownedLocked() []*pb.TopicPartitions {
 	return groupByTopic(sortedParts(g.mu.owned))
 }
