@@ -100,13 +100,22 @@ func TestGroupsPubSubAndQueue(t *testing.T) {
 	produceN(t, cl, "orders", 0, 200)
 
 	g1 := newGroupConsumer(t, cl, earliest("billing"))
-	g2 := newGroupConsumer(t, cl, earliest("audit"))
+	audit := earliest("audit")
+	audit.Assignor = client.AssignorRange
+	g2 := newGroupConsumer(t, cl, audit)
 	got := collect(t, 200, g1)
 	got = append(got, collect(t, 200, g2)...)
 	for i, m := range got {
 		if len(m) != 200 {
 			t.Fatalf("group %d read %d distinct records, want all 200", i+1, len(m))
 		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, err := client.NewAdmin(cl).DescribeGroups(ctx, "billing", "audit")
+	if err != nil || ds[0].Assignor != client.AssignorUniform || ds[1].Assignor != client.AssignorRange || ds[1].State != client.GroupStateStable {
+		t.Fatalf("describe: %v %+v", err, ds)
 	}
 
 	// A queue: two members of "workers" share the partitions, 2 each.
