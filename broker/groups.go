@@ -43,6 +43,7 @@ var groupCodes = []struct {
 	{group.ErrGroupMaxSize, pb.ErrorCode_GROUP_MAX_SIZE_REACHED, codes.ResourceExhausted, false},
 	{group.ErrOffsetMetadataTooLarge, pb.ErrorCode_OFFSET_METADATA_TOO_LARGE, codes.InvalidArgument, false},
 	{group.ErrInvalidRequest, pb.ErrorCode_INVALID_REQUEST, codes.InvalidArgument, false},
+	{group.ErrUnknownPartition, pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION, codes.NotFound, false},
 }
 
 // groupCode is err's Strata code (with the data path's codes for what the

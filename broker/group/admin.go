@@ -96,7 +96,7 @@ func (s *Shard) Delete(groupID string) (int64, error) {
 		return -1, fmt.Errorf("%w: %q", ErrGroupNotFound, groupID)
 	}
 	if len(g.members) > 0 {
-		return -1, fmt.Errorf("%w: group %q has %d members; stop them first", ErrNonEmptyGroup, groupID, len(g.members))
+		return -1, fmt.Errorf("%w: group %q has %s; stop them first", ErrNonEmptyGroup, groupID, Members(len(g.members)))
 	}
 	return s.write(deleteRecords(g))
 }

@@ -25,7 +25,7 @@ func (s *Shard) CommitOffsets(req *pb.OffsetCommitRequest) (int64, error) {
 	var owned tpSet
 	if id := req.GetMemberId(); id == "" && req.GetMemberEpoch() < 0 {
 		if n := len(t.memberIDs()); n > 0 {
-			return -1, fmt.Errorf("%w: group %q has %d members; commit as one of them (member id and epoch)", ErrNonEmptyGroup, t.id, n)
+			return -1, fmt.Errorf("%w: group %q has %s; commit as one of them (member id and epoch)", ErrNonEmptyGroup, t.id, Members(n))
 		}
 	} else {
 		v := t.member(id)
@@ -55,6 +55,8 @@ func (s *Shard) CommitOffsets(req *pb.OffsetCommitRequest) (int64, error) {
 				return -1, fmt.Errorf("%w: offset %d for %s-%d", ErrInvalidRequest, cp.GetOffset(), tp.Topic, tp.Partition)
 			case len(cp.GetMetadata()) > s.cfg.MaxMetadataBytes:
 				return -1, fmt.Errorf("%w: %d bytes for %s-%d; the limit is %d", ErrOffsetMetadataTooLarge, len(cp.GetMetadata()), tp.Topic, tp.Partition, s.cfg.MaxMetadataBytes)
+			case cp.GetPartition() >= s.md.Partitions(tp.Topic):
+				return -1, fmt.Errorf("%w: %s-%d does not exist", ErrUnknownPartition, tp.Topic, tp.Partition)
 			case owned != nil && !owned.has(tp):
 				return -1, fmt.Errorf("%w: member %q does not own %s-%d", ErrPartitionNotOwned, req.GetMemberId(), tp.Topic, tp.Partition)
 			}
@@ -67,6 +69,14 @@ func (s *Shard) CommitOffsets(req *pb.OffsetCommitRequest) (int64, error) {
 		t.mutMeta().EmptySinceMs = now
 	}
 	return s.write(t.records())
+}
+
+// Members says "1 member", "2 members".
+func Members(n int) string {
+	if n == 1 {
+		return "1 member"
+	}
+	return fmt.Sprintf("%d members", n)
 }
 
 // SetOffsets commits offsets for an empty group on an operator's behalf

@@ -257,6 +257,14 @@ func TestCommitFencing(t *testing.T) {
 		{"not owned", ErrPartitionNotOwned, func() error { return commit(a.id, a.epoch, "other", 0, 11) }},
 		{"outside commit to a group with members", ErrNonEmptyGroup, func() error { return commit("", -1, "orders", 0, 11) }},
 		{"negative offset", ErrInvalidRequest, func() error { return commit(a.id, a.epoch, "orders", 0, -3) }},
+		{"outside commit to a partition that does not exist", ErrUnknownPartition, func() error {
+			_, err := f.shard.SetOffsets("empty-group", map[TP]int64{{"orders", 9}: 1})
+			return err
+		}},
+		{"outside commit to a topic that does not exist", ErrUnknownPartition, func() error {
+			_, err := f.shard.SetOffsets("empty-group", map[TP]int64{{"nope", 0}: 1})
+			return err
+		}},
 		{"over-long group id", ErrInvalidGroupID, func() error {
 			_, err := f.shard.CommitOffsets(&pb.OffsetCommitRequest{GroupId: strings.Repeat("g", 300), MemberEpoch: -1,
 				Topics: []*pb.OffsetCommitTopic{{Topic: "orders", Partitions: []*pb.OffsetCommitPartition{{Offset: 1}}}}})
