@@ -182,13 +182,29 @@ func TestConsumeCLI(t *testing.T) {
 		{[]string{"consume", "events", bs, "--partition", "0", "--offset", "1000"}, 1, "outside the log"},
 		{[]string{"consume", "events", bs, "--offset", "3"}, 2, "needs --partition"},
 		{[]string{"consume", "events", bs, "--max-messages", "many"}, 2, "max-messages"},
-		{[]string{"consume", "events", bs, "--group", "g"}, 2, "not implemented yet"},
+		{[]string{"consume", "events", bs, "--group", "g", "--partition", "0"}, 2, "--partition"},
 		{[]string{"consume", "events", "--bootstrap", "127.0.0.1:1"}, 1, "check --bootstrap"},
 	} {
 		_, stderr, code := runStrata(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
 			t.Errorf("strata %v: exit %d, stderr %q; want exit %d naming %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
+	}
+
+	// A group: two runs of one group read every record once between them
+	// (the first commits what it printed), and describe shows no lag.
+	first, _, code := runStrata(t, "consume", "events", bs, "--group", "cli", "--from-beginning", "--max-messages", "150")
+	second, _, code2 := runStrata(t, "consume", "events", bs, "--group", "cli", "--from-beginning", "--timeout", "3s")
+	seen := map[string]int{}
+	for _, l := range strings.Fields(first + second) {
+		seen[l]++
+	}
+	if code != 0 || code2 != 0 || len(seen) != 200 || len(strings.Fields(first))+len(strings.Fields(second)) != 200 {
+		t.Fatalf("group runs: exit %d/%d, %d distinct of %d lines", code, code2, len(seen), len(strings.Fields(first+second)))
+	}
+	out, _, code = runStrata(t, "groups", "describe", "cli", bs, "--output", "json")
+	if code != 0 || !strings.Contains(out, `"lag": 0`) || strings.Contains(out, `"lag": 1`) {
+		t.Fatalf("groups describe: exit %d\n%s", code, out)
 	}
 
 	// strata perf consume, once the perf command carries it.
