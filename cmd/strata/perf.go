@@ -12,6 +12,7 @@ func newPerfCmd(g *globalOptions) *cobra.Command {
 	cmd.AddCommand(
 		newPerfProduceCmd(g),
 		newPerfConsumeCmd(g),
+		newPerfEndToEndCmd(g),
 	)
 	return cmd
 }
