@@ -6,11 +6,12 @@
 //
 // The CSV has a header and these columns:
 //
-//	section,rf,durability,size,producers,partitions,metric,strata,jetstream
+//	section,rf,durability,size,producers,partitions,rate,metric,strata,jetstream
 //
 // section is throughput, latency (produce -> ack at a fixed rate), e2e
 // (produce -> consumed at that rate), consume (replay of a full log) or
-// scaling (Strata only: jetstream is empty). metric names the unit:
+// scaling (Strata only: jetstream is empty). rate is the fixed rate in
+// records/s of latency and e2e rows (empty otherwise). metric names the unit:
 // "records/s", "MB/s", "p50 ms", "p99 ms" or "p99.9 ms".
 package main
 
@@ -26,9 +27,9 @@ import (
 
 // row is one line of the CSV.
 type row struct {
-	section, rf, durability, size, producers, partitions, metric string
-	strata, jetstream                                            float64
-	hasJS                                                        bool
+	section, rf, durability, size, producers, partitions, rate, metric string
+	strata, jetstream                                                  float64
+	hasJS                                                              bool
 }
 
 func (r row) label() string {
@@ -73,7 +74,7 @@ func main() {
 	}
 }
 
-var header = []string{"section", "rf", "durability", "size", "producers", "partitions", "metric", "strata", "jetstream"}
+var header = []string{"section", "rf", "durability", "size", "producers", "partitions", "rate", "metric", "strata", "jetstream"}
 
 func readCSV(path string) ([]row, error) {
 	f, err := os.Open(path)
@@ -101,13 +102,13 @@ func readCSV(path string) ([]row, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		r := row{section: rec[0], rf: rec[1], durability: rec[2], size: rec[3], producers: rec[4], partitions: rec[5], metric: rec[6]}
-		if r.strata, err = strconv.ParseFloat(rec[7], 64); err != nil {
-			return nil, fmt.Errorf("%s:%d: strata %q: %w", path, line, rec[7], err)
+		r := row{section: rec[0], rf: rec[1], durability: rec[2], size: rec[3], producers: rec[4], partitions: rec[5], rate: rec[6], metric: rec[7]}
+		if r.strata, err = strconv.ParseFloat(rec[8], 64); err != nil {
+			return nil, fmt.Errorf("%s:%d: strata %q: %w", path, line, rec[8], err)
 		}
-		if rec[8] != "" {
-			if r.jetstream, err = strconv.ParseFloat(rec[8], 64); err != nil {
-				return nil, fmt.Errorf("%s:%d: jetstream %q: %w", path, line, rec[8], err)
+		if rec[9] != "" {
+			if r.jetstream, err = strconv.ParseFloat(rec[9], 64); err != nil {
+				return nil, fmt.Errorf("%s:%d: jetstream %q: %w", path, line, rec[9], err)
 			}
 			r.hasJS = true
 		}

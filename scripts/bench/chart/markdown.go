@@ -37,7 +37,11 @@ func writeMarkdown(w io.Writer, rows []row) error {
 			}
 			continue
 		}
-		b.WriteString("| RF | durability | record size | producers | partitions / streams | metric | Strata | JetStream | Strata / JetStream |\n|---|---|---|---|---|---|---|---|---|\n")
+		rate, rateSep := "", ""
+		if sec == "latency" || sec == "e2e" {
+			rate, rateSep = " rate (records/s) |", "---|"
+		}
+		fmt.Fprintf(&b, "| RF | durability | record size | producers | partitions / streams |%s metric | Strata | JetStream | Strata / JetStream |\n|---|---|---|---|---|%s---|---|---|---|\n", rate, rateSep)
 		for _, r := range rs {
 			ratio := "-"
 			if r.hasJS && r.jetstream > 0 {
@@ -47,7 +51,11 @@ func writeMarkdown(w io.Writer, rows []row) error {
 			if r.hasJS {
 				js = num(r.jetstream)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.rf, r.durability, r.size, r.producers, r.partitions, r.metric, num(r.strata), js, ratio)
+			rate := ""
+			if sec == "latency" || sec == "e2e" {
+				rate = " " + r.rate + " |"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |%s %s | %s | %s | %s |\n", r.rf, r.durability, r.size, r.producers, r.partitions, rate, r.metric, num(r.strata), js, ratio)
 		}
 	}
 	_, err := io.WriteString(w, b.String())
