@@ -259,17 +259,26 @@ latency() {
   done
 }
 
-# scaling: Strata alone (RF=1, lazy, 4 producers, the same window).
+# scaling: Strata alone (RF=1, lazy, 4 producers, the same window). Each
+# partition count is measured twice on one topic: just created ("new"), then
+# after each partition holds 64 records more ("warm"): a partition's first
+# tens of KiB are written slowly (see the README), which shows with many.
 scaling() {
   local n size t tag
   for n in "${PARTS[@]}"; do
-    log "scaling: $n partitions"
     strata_topic "$n" 1 lazy
     t=$TOPIC
-    tag=scale-parts-$n
+    log "scaling: $n partitions (new topic)"
     timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --duration "$SCALE_DUR" --record-size 1024 \
-      $(strata_window 1024) --output json >"$WORK/json/$tag.json"
-    csv scaling 1 lazy 1KiB 4 "$n" "" MB/s "$(jget mb_per_sec "$WORK/json/$tag.json")" ""
+      $(strata_window 1024) --output json >"$WORK/json/scale-parts-$n-new.json"
+    timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --num-records $((n * 64)) --record-size 1024 \
+      $(strata_window 1024) --output json >/dev/null
+    log "scaling: $n partitions (warm topic)"
+    timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --duration "$SCALE_DUR" --record-size 1024 \
+      $(strata_window 1024) --output json >"$WORK/json/scale-parts-$n-warm.json"
+    for tag in new warm; do
+      csv scaling 1 lazy 1KiB 4 "$n" "" "MB/s ($tag topic)" "$(jget mb_per_sec "$WORK/json/scale-parts-$n-$tag.json")" ""
+    done
     strata_drop "$t"
   done
   for size in "${SIZES[@]}"; do
