@@ -35,7 +35,7 @@ func drawChart(path string, rows []row) error {
 	}
 	top, err := pairs("Throughput, MB/s (consume rows: replay)", "MB/s", tput, func(r row) string {
 		if r.section == "consume" {
-			return "consume " + r.label()
+			return fmt.Sprintf("replay RF%s %s %s, %s partitions", r.rf, r.durability, r.size, r.partitions)
 		}
 		return r.label()
 	})
