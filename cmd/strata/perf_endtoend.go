@@ -114,14 +114,19 @@ func runPerfEndToEnd(ctx context.Context, cmd *cobra.Command, g *globalOptions, 
 	defer p.Close(context.Background())
 
 	stats := newPerfStats()
-	sent := make(chan int64, 1) // how many were acknowledged, once all are
-	var sendErr error
+	sctx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	sent := make(chan e2eSent, 1)
 	go func() {
-		n, err := e2eSend(ctx, p, o, stats)
-		sendErr = err
-		sent <- n
+		n, err := e2eSend(sctx, p, o, stats)
+		sent <- e2eSent{n, err}
 	}()
-	received, err := e2eReceive(ctx, cons, o.idle, stats, sent)
+	received, outcome, err := e2eReceive(ctx, cons, o.idle, stats, sent)
+	if outcome == nil { // the consumer gave up first: stop the producer and wait for it
+		stopSending()
+		out := <-sent
+		outcome = &out
+	}
 	r := stats.result(time.Now())
 	r.Records = received
 	w := cmd.OutOrStdout()
@@ -133,10 +138,16 @@ func runPerfEndToEnd(ctx context.Context, cmd *cobra.Command, g *globalOptions, 
 		fmt.Fprintf(w, "%d records end to end, %.1f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, %.2f ms 50th, %.2f ms 95th, %.2f ms 99th, %.2f ms 99.9th.\n",
 			r.Records, r.RecordsPerSec, r.MBPerSec, r.LatencyMs.Avg, r.LatencyMs.Max, r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.P999)
 	}
-	if sendErr != nil {
-		return sendErr
+	if outcome.err != nil {
+		return outcome.err
 	}
 	return err
+}
+
+// e2eSent is the producer's outcome: records acknowledged, the first failure.
+type e2eSent struct {
+	acked int64
+	err   error
 }
 
 // e2eSend produces at the fixed rate, each value stamped with its send
@@ -191,14 +202,16 @@ func e2eSend(ctx context.Context, p *client.Producer, o *perfEndToEndOptions, st
 
 // e2eReceive polls until every acknowledged record (the count comes on
 // sent once the producer is done) has arrived, timing each by its stamp.
-func e2eReceive(ctx context.Context, cons *client.Consumer, idle time.Duration, stats *perfStats, sent <-chan int64) (int64, error) {
+// It returns the producer's outcome if it got it.
+func e2eReceive(ctx context.Context, cons *client.Consumer, idle time.Duration, stats *perfStats, sent <-chan e2eSent) (int64, *e2eSent, error) {
 	var received int64
-	want := int64(-1)
+	var outcome *e2eSent
 	last := time.Now()
-	for want < 0 || received < want {
-		if want < 0 {
+	for outcome == nil || received < outcome.acked {
+		if outcome == nil {
 			select {
-			case want = <-sent:
+			case out := <-sent:
+				outcome = &out
 				last = time.Now() // the idle clock starts at the last send
 				continue
 			default:
@@ -210,13 +223,13 @@ func e2eReceive(ctx context.Context, cons *client.Consumer, idle time.Duration, 
 		now := time.Now()
 		if err != nil {
 			if ctx.Err() != nil {
-				return received, fmt.Errorf("interrupted after %d records", received)
+				return received, outcome, fmt.Errorf("interrupted after %d records", received)
 			}
 			if !errors.Is(err, context.DeadlineExceeded) {
-				return received, err
+				return received, outcome, err
 			}
-			if want >= 0 && now.Sub(last) > idle {
-				return received, fmt.Errorf("only %d of %d acknowledged records arrived: none for --consumer-timeout %s", received, want, idle)
+			if outcome != nil && now.Sub(last) > idle {
+				return received, outcome, fmt.Errorf("only %d of %d acknowledged records arrived: none for --consumer-timeout %s", received, outcome.acked, idle)
 			}
 			continue
 		}
@@ -231,5 +244,5 @@ func e2eReceive(ctx context.Context, cons *client.Consumer, idle time.Duration, 
 			received++
 		}
 	}
-	return received, nil
+	return received, outcome, nil
 }

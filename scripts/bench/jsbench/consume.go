@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,7 +19,47 @@ type reader struct {
 	cc   jetstream.ConsumeContext
 }
 
-func startReader(ctx context.Context, js jetstream.JetStream, o *options, i int, policy jetstream.DeliverPolicy, stamped bool, got *atomic.Int64) (*reader, error) {
+// counter adds up what every reader got and closes done once want (set
+// before or after) is reached, so waiting costs no polling. One wait per
+// counter: done stays closed.
+type counter struct {
+	mu     sync.Mutex
+	n      int64
+	want   int64 // 0: not known yet
+	done   chan struct{}
+	closed bool
+}
+
+func newCounter() *counter { return &counter{done: make(chan struct{})} }
+
+func (c *counter) add() {
+	c.mu.Lock()
+	c.n++
+	c.checkLocked()
+	c.mu.Unlock()
+}
+
+func (c *counter) setWant(w int64) {
+	c.mu.Lock()
+	c.want = w
+	c.checkLocked()
+	c.mu.Unlock()
+}
+
+func (c *counter) checkLocked() {
+	if !c.closed && c.want > 0 && c.n >= c.want {
+		close(c.done)
+		c.closed = true
+	}
+}
+
+func (c *counter) count() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func startReader(ctx context.Context, js jetstream.JetStream, o *options, i int, policy jetstream.DeliverPolicy, stamped bool, got *counter) (*reader, error) {
 	c, err := js.OrderedConsumer(ctx, streamName(o, i), jetstream.OrderedConsumerConfig{DeliverPolicy: policy})
 	if err != nil {
 		return nil, fmt.Errorf("consumer on %s: %w", streamName(o, i), err)
@@ -38,7 +77,7 @@ func startReader(ctx context.Context, js jetstream.JetStream, o *options, i int,
 		}
 		r.last = now
 		r.mu.Unlock()
-		got.Add(1)
+		got.add()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", streamName(o, i), err)
@@ -46,25 +85,29 @@ func startReader(ctx context.Context, js jetstream.JetStream, o *options, i int,
 	return r, nil
 }
 
-// waitFor polls got until it reaches want; it fails after -timeout
-// without progress.
-func waitFor(ctx context.Context, o *options, got *atomic.Int64, want int64) error {
-	last, lastAt := got.Load(), time.Now()
+// waitFor waits until got reaches want; it fails after -timeout without
+// progress.
+func waitFor(ctx context.Context, o *options, got *counter, want int64) error {
+	got.setWant(max(want, 1))
+	if want <= 0 {
+		return nil
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last, lastAt := got.count(), time.Now()
 	for {
-		n := got.Load()
-		if n >= want {
+		select {
+		case <-got.done:
 			return nil
-		}
-		if n != last {
-			last, lastAt = n, time.Now()
-		}
-		if time.Since(lastAt) > o.timeout {
-			return fmt.Errorf("only %d of %d messages arrived: none for %s", n, want, o.timeout)
-		}
-		if ctx.Err() != nil {
+		case <-ctx.Done():
 			return ctx.Err()
+		case now := <-tick.C:
+			if n := got.count(); n != last {
+				last, lastAt = n, now
+			} else if now.Sub(lastAt) > o.timeout {
+				return fmt.Errorf("only %d of %d messages arrived: none for %s", n, want, o.timeout)
+			}
 		}
-		time.Sleep(200 * time.Microsecond)
 	}
 }
 
@@ -88,18 +131,18 @@ func consume(ctx context.Context, o *options) (*result, error) {
 		}
 		want += int64(s.CachedInfo().State.Msgs)
 	}
-	var got atomic.Int64
+	got := newCounter()
 	var rs []*reader
 	start := time.Now()
 	for i := range o.streams {
-		r, err := startReader(ctx, js, o, i, jetstream.DeliverAllPolicy, false, &got)
+		r, err := startReader(ctx, js, o, i, jetstream.DeliverAllPolicy, false, got)
 		if err != nil {
 			return nil, err
 		}
 		defer r.cc.Stop()
 		rs = append(rs, r)
 	}
-	err = waitFor(ctx, o, &got, want)
+	err = waitFor(ctx, o, got, want)
 	return readersResult(start, rs), err
 }
 
@@ -130,17 +173,17 @@ func endToEnd(ctx context.Context, o *options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var got atomic.Int64
+	got := newCounter()
 	var rs []*reader
 	for i := range o.streams {
-		r, err := startReader(ctx, js, o, i, jetstream.DeliverNewPolicy, true, &got)
+		r, err := startReader(ctx, js, o, i, jetstream.DeliverNewPolicy, true, got)
 		if err != nil {
 			return nil, err
 		}
 		defer r.cc.Stop()
 		rs = append(rs, r)
 	}
-	time.Sleep(100 * time.Millisecond) // the ordered consumers are created asynchronously
+	time.Sleep(100 * time.Millisecond) // let the consumers settle before the first message
 	var ps []*publisher
 	defer func() {
 		for _, p := range ps {
@@ -164,6 +207,6 @@ func endToEnd(ctx context.Context, o *options) (*result, error) {
 		acked += p.st.count
 		p.mu.Unlock()
 	}
-	err = waitFor(ctx, o, &got, acked)
+	err = waitFor(ctx, o, got, acked)
 	return readersResult(start, rs), err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,41 @@ func TestValidate(t *testing.T) {
 	d.n, d.duration = 0, time.Second
 	if err := d.validate(); err != nil {
 		t.Errorf("-duration without -n: %v", err)
+	}
+}
+
+func TestCounterAndWaitFor(t *testing.T) {
+	o := &options{timeout: 300 * time.Millisecond}
+	c := newCounter()
+	for range 5 {
+		c.add()
+	}
+	// want known after the messages came: done at once.
+	if err := waitFor(context.Background(), o, c, 5); err != nil {
+		t.Fatal(err)
+	}
+	// want known before: done when the last one comes.
+	c = newCounter()
+	go func() {
+		for range 3 {
+			time.Sleep(10 * time.Millisecond)
+			c.add()
+		}
+	}()
+	if err := waitFor(context.Background(), o, c, 3); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing more comes: an error naming what arrived, after the timeout.
+	c = newCounter()
+	for range 3 {
+		c.add()
+	}
+	start := time.Now()
+	err := waitFor(context.Background(), o, c, 4)
+	if err == nil || !strings.Contains(err.Error(), "only 3 of 4") {
+		t.Fatalf("%v", err)
+	}
+	if el := time.Since(start); el < o.timeout {
+		t.Errorf("gave up after %s, before the timeout", el)
 	}
 }

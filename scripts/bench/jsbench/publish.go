@@ -101,7 +101,10 @@ func (p *publisher) run(ctx context.Context, o *options, quota int64, rate float
 			break
 		}
 		s := &p.slots[j%int64(len(p.slots))]
-		for s.busy.Load() { // only when acks come far out of order
+		for waited := time.Duration(0); s.busy.Load(); waited += 50 * time.Microsecond { // only when acks come far out of order
+			if waited > o.timeout {
+				return fmt.Errorf("message %d: its buffer still waits for the ack of the message %d before it after %s", j, len(p.slots), o.timeout)
+			}
 			time.Sleep(50 * time.Microsecond)
 		}
 		s.busy.Store(true)
