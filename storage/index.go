@@ -107,9 +107,12 @@ func (x *OffsetIndex) Append(offset int64, position int32) error {
 			return fmt.Errorf("%w: %s: position %d is before the last entry's %d", ErrCorruptIndex, x.Path(), position, lastPos)
 		}
 	}
-	b := x.slot(n)
+	b := x.mu.entry[:OffsetIndexEntrySize]
 	binary.BigEndian.PutUint32(b[0:4], uint32(rel))
 	binary.BigEndian.PutUint32(b[4:8], uint32(position))
+	if err := x.writeEntryLocked(n, b); err != nil {
+		return err
+	}
 	x.entries.Store(int64(n + 1))
 	return nil
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -144,4 +145,41 @@ func BenchmarkOffsetIndexSanityCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkIndexFillPage: each op fills one fresh page of a new
+// (preallocated, sparse) offset index with 512 appends, so it pays one first
+// touch of a page — what a broker pays per new index page, e.g. for each of
+// hundreds of new partitions.
+func BenchmarkIndexFillPage(b *testing.B) {
+	const perPage = 4096 / OffsetIndexEntrySize
+	dir := b.TempDir()
+	var x *OffsetIndex
+	pages := 0
+	n := int64(0)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if x == nil || pages == 64 {
+			b.StopTimer()
+			if x != nil {
+				x.Close()
+			}
+			var err error
+			x, err = OpenOffsetIndex(filepath.Join(dir, fmt.Sprintf("%d.index", i)), 0, benchIndexSize, true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pages, n = 0, 0
+			b.StartTimer()
+		}
+		for range perPage {
+			if err := x.Append(n*4, int32(n)*1024); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		pages++
+	}
+	b.StopTimer()
+	x.Close()
 }

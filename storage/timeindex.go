@@ -112,9 +112,12 @@ func (x *TimeIndex) MaybeAppend(timestamp int64, offset int64) error {
 	if err := x.beginAppendLocked(n); err != nil {
 		return err
 	}
-	b := x.slot(n)
+	b := x.mu.entry[:TimeIndexEntrySize]
 	binary.BigEndian.PutUint64(b[0:8], uint64(timestamp))
 	binary.BigEndian.PutUint32(b[8:12], uint32(rel))
+	if err := x.writeEntryLocked(n, b); err != nil {
+		return err
+	}
 	x.entries.Store(int64(n + 1))
 	return nil
 }
