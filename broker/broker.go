@@ -129,6 +129,8 @@ type Broker struct {
 	wantShutdown    atomic.Bool
 	shutdownGranted chan struct{}
 
+	producerIDs producerIDs // InitProducerId's blocks
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -229,15 +230,53 @@ func (p *Partition) checkEpochLocked(currentLeaderEpoch int32) error {
 // min.insync.replicas refuses the append (ErrNotEnoughReplicas) and nothing
 // is written. The caller waits for HighWatermark >= info.LastOffset+1 (see
 // CheckAcksAll) before answering acks=all.
+//
+// An idempotent producer's batch that is ahead of its sequence waits up to
+// sequenceWait for the earlier batches (see storage.Log.ProducerAppendWait)
+// before it fails.
 func (p *Partition) AppendAsLeader(batches []byte, acks int) (storage.AppendInfo, error) {
-	return p.appendAsLeader(batches, acks, -1)
+	return p.appendInSequence(batches, acks, -1)
 }
 
 // AppendAsLeaderInEpoch is AppendAsLeader only while this broker leads the
 // partition in leaderEpoch (the group coordinator's writes: a coordinator
 // of an older epoch must never write).
 func (p *Partition) AppendAsLeaderInEpoch(batches []byte, acks int, leaderEpoch int32) (storage.AppendInfo, error) {
-	return p.appendAsLeader(batches, acks, leaderEpoch)
+	return p.appendInSequence(batches, acks, leaderEpoch)
+}
+
+// appendInSequence is appendAsLeader that lets a batch ahead of its
+// producer's sequence wait for the ones before it.
+func (p *Partition) appendInSequence(batches []byte, acks int, leaderEpoch int32) (storage.AppendInfo, error) {
+	info, err := p.appendAsLeader(batches, acks, leaderEpoch)
+	if !sequenceGap(err) {
+		return info, err
+	}
+	deadline := time.Now().Add(sequenceWait)
+	for {
+		wake := p.log.ProducerAppendWait()
+		if info, err = p.appendAsLeader(batches, acks, leaderEpoch); !sequenceGap(err) {
+			return info, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return info, err
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// sequenceWait bounds how long an idempotent batch ahead of its producer's
+// sequence waits for the batches before it.
+const sequenceWait = 300 * time.Millisecond
+
+func sequenceGap(err error) bool {
+	return errors.Is(err, storage.ErrOutOfOrderSequence) || errors.Is(err, storage.ErrUnknownProducerID)
 }
 
 func (p *Partition) appendAsLeader(batches []byte, acks int, leaderEpoch int32) (storage.AppendInfo, error) {

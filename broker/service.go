@@ -88,6 +88,12 @@ func codeOf(err error) pb.ErrorCode {
 		return pb.ErrorCode_REQUEST_TIMED_OUT
 	case errors.Is(err, errUnknownPartition):
 		return pb.ErrorCode_UNKNOWN_TOPIC_OR_PARTITION
+	case errors.Is(err, storage.ErrOutOfOrderSequence):
+		return pb.ErrorCode_OUT_OF_ORDER_SEQUENCE_NUMBER
+	case errors.Is(err, storage.ErrInvalidProducerEpoch):
+		return pb.ErrorCode_INVALID_PRODUCER_EPOCH
+	case errors.Is(err, storage.ErrUnknownProducerID):
+		return pb.ErrorCode_UNKNOWN_PRODUCER_ID
 	}
 	return pb.ErrorCode_UNKNOWN_SERVER_ERROR
 }

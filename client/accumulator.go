@@ -1,6 +1,8 @@
 package client
 
 import (
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +26,13 @@ type batch struct {
 	deadline time.Time // created + DeliveryTimeout
 	sealed   bool      // no more appends: full, or drained for sending
 	built    record.Batch
+
+	// In the partition's queue (see partQueue).
+	state   uint8
+	unit    int   // on a unit's first batch: the unit's batch count
+	seq     int32 // idempotent: the first record's sequence; -1 unassigned
+	ackBase int64 // stored at (stateAcked)
+	ackTime int64
 
 	done       chan struct{}
 	base       int64 // offset of its first record; -1 with acks=0
@@ -55,14 +64,42 @@ func (b *batch) leaf(idx int) (*batch, int) {
 	return b, idx
 }
 
+// Batch states in a partition's queue.
+const (
+	stateUnsent   uint8 = iota // not sent, or sent and put back for regrouping
+	stateInFlight              // in a request not answered yet
+	stateResend                // failed: goes again, as the same unit
+	stateAcked                 // stored; completes once the batches before it do
+)
+
 // partQueue is one partition's batches, oldest first; only the last one
-// may be open for appends. At most one drain of a partition is in flight
-// (which is how per-partition order is kept without idempotence).
+// may be open for appends. batches[:sent] have been sent (in flight,
+// failed and waiting for a resend, or acknowledged and waiting for the
+// batches before them to complete): they are grouped into units, the
+// batches of one request, which are resent as they were; batches[sent:]
+// were not.
+//
+// Order: an idempotent producer keeps up to perPartition units in flight;
+// each batch carries (producer id, epoch, sequence), so the leader appends
+// them in order or refuses them (see storage/producerstate.go), and a
+// resend of a stored unit is answered with its first offsets. After a
+// failure the partition sends one unit at a time until the failed units
+// are through. A partition whose sequence is broken (a unit failed for
+// good, or the leader reports a sequence gap at the head) is reset: once
+// nothing is in flight, its epoch goes up by one and every unacknowledged
+// batch is sent again from sequence 0. Without idempotence (acks=0, or
+// disabled) perPartition is 1: one request at a time, the old way.
 type partQueue struct {
 	batches  []*batch
-	inFlight int // batches at the head that are in flight; 0 when none
+	sent     int
+	inFlight int // units in flight
+	epoch    int16
+	nextSeq  int32
+	retrying bool // a unit failed: one unit in flight until the failed ones are through
+	reset    bool // reset the sequence once nothing is in flight
+	split    *batch
 	retryAt  time.Time
-	attempts int // failed attempts of the head batches
+	attempts int // failed attempts since the last success
 	lastErr  error
 	single   bool // send one batch per request (after MESSAGE_TOO_LARGE)
 }
@@ -70,24 +107,53 @@ type partQueue struct {
 // accumulator holds every partition's queue. Appends build the batch in
 // place: a record is encoded into the open batch's record.Builder once.
 type accumulator struct {
-	batchSize int
-	linger    time.Duration
-	delivery  time.Duration
-	opts      record.BatchOptions
-	builders  sync.Pool
+	batchSize    int
+	linger       time.Duration
+	delivery     time.Duration
+	opts         record.BatchOptions
+	idempotent   bool
+	perPartition int
+	builders     sync.Pool
 
 	mu struct {
 		sync.Mutex
-		queues map[topicPartition]*partQueue
-		closed bool
+		queues     map[topicPartition]*partQueue
+		closed     bool
+		producerID int64 // -1 until InitProducerId answered (idempotent only)
 	}
 }
 
 func newAccumulator(batchSize int, linger, delivery time.Duration, opts record.BatchOptions) *accumulator {
-	a := &accumulator{batchSize: batchSize, linger: linger, delivery: delivery, opts: opts}
+	a := &accumulator{batchSize: batchSize, linger: linger, delivery: delivery, opts: opts, perPartition: 1}
 	a.builders.New = func() any { return record.NewBuilder(opts) }
 	a.mu.queues = map[topicPartition]*partQueue{}
+	a.mu.producerID = -1
 	return a
+}
+
+// setIdempotent makes the accumulator stamp producer ids and sequences and
+// keep up to perPartition units in flight per partition. Call before use.
+func (a *accumulator) setIdempotent(perPartition int) {
+	a.idempotent, a.perPartition = true, max(1, min(perPartition, maxInFlightIdempotent))
+}
+
+// maxInFlightIdempotent is the most units in flight per partition: the
+// leader recognises a resend among the last 5 ranges of sequences it
+// stored (storage.MaxInFlightIdempotent, Kafka's limit too).
+const maxInFlightIdempotent = 5
+
+// setProducerID sets the id InitProducerId answered.
+func (a *accumulator) setProducerID(id int64) {
+	a.mu.Lock()
+	a.mu.producerID = id
+	a.mu.Unlock()
+}
+
+// needsProducerID: idempotent and no producer id yet.
+func (a *accumulator) needsProducerID() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.idempotent && a.mu.producerID < 0
 }
 
 // appendResult says what append did.
@@ -129,7 +195,7 @@ func (a *accumulator) append(tp topicPartition, now time.Time, ts int64, key, va
 		}
 		bl := a.builders.Get().(*record.Builder)
 		bl.Reset(a.opts)
-		b = &batch{tp: tp, builder: bl, created: now, deadline: now.Add(a.delivery), done: make(chan struct{}), base: -1, appendTime: -1}
+		b = &batch{tp: tp, builder: bl, created: now, deadline: now.Add(a.delivery), done: make(chan struct{}), base: -1, appendTime: -1, seq: -1}
 		q.batches = append(q.batches, b)
 		res.newBatch = true
 	}
@@ -151,20 +217,24 @@ type drainFlags struct {
 	exhausted bool // a Send waits for buffer memory: send everything
 }
 
-// drained is one partition's batches taken for a request.
+// drained is one partition's unit: the batches taken for a request.
 type drained struct {
 	tp      topicPartition
 	batches []*batch
 	bytes   int
+	// Idempotent: the producer fields to stamp (batch i gets seqs[i]).
+	producerID int64 // -1: not idempotent
+	epoch      int16
+	seqs       []int32
 }
 
-// drain takes the ready batches of every partition that is not in flight
-// and whose retry backoff has passed. dest names the broker a partition
-// goes to now ("" to skip it: leader unknown, broker at MaxInFlight); a
-// request takes at most maxBytes (and at least one batch). It also returns
-// the batches whose delivery timeout passed before they could be sent
-// (removed, for the caller to fail), and when something next becomes ready
-// (zero: nothing waits).
+// drain takes, for every partition that may send now, its next unit: the
+// first failed unit when it is retrying, else the ready batches not sent
+// yet. dest names the broker a partition goes to now ("" to skip it:
+// leader unknown, broker at MaxInFlight); a request takes at most maxBytes
+// (and at least one batch). It also returns the batches whose delivery
+// timeout passed before they could be (re)sent (removed, for the caller to
+// fail), and when something next becomes ready (zero: nothing waits).
 func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func(topicPartition) string) (reqs map[string][]drained, expired []*expiredBatch, next time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -174,52 +244,106 @@ func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func
 			next = t
 		}
 	}
+	pid := a.mu.producerID
 	for tp, q := range a.mu.queues {
-		if q.inFlight > 0 {
+		if q.inFlight == 0 {
+			for len(q.batches) > 0 && !now.Before(q.batches[0].deadline) {
+				b := q.batches[0]
+				b.sealed = true
+				expired = append(expired, &expiredBatch{b: b, lastErr: q.lastErr})
+				q.batches = q.batches[1:]
+				if q.sent > 0 {
+					q.sent--
+					q.reset = true // its sequence numbers may or may not be stored
+				}
+			}
+			if len(q.batches) == 0 {
+				if !a.idempotent {
+					delete(a.mu.queues, tp) // an idempotent queue keeps its epoch and sequence
+				}
+				continue
+			}
+			if q.reset || q.split != nil {
+				a.resetLocked(q)
+			}
+		}
+		if q.inFlight >= a.perPartition || (q.retrying && q.inFlight > 0) || q.reset {
 			continue
 		}
-		for len(q.batches) > 0 && !now.Before(q.batches[0].deadline) {
-			b := q.batches[0]
-			b.sealed = true
-			expired = append(expired, &expiredBatch{b: b, lastErr: q.lastErr})
-			q.batches = q.batches[1:]
+		if q.inFlight == 0 {
+			wake(q.batches[0].deadline)
 		}
-		if len(q.batches) == 0 {
-			delete(a.mu.queues, tp)
-			continue
-		}
-		head := q.batches[0]
-		wake(head.deadline)
 		if now.Before(q.retryAt) {
 			wake(q.retryAt)
 			continue
 		}
-		if !a.readyLocked(head, len(q.batches), now, f) {
-			wake(head.created.Add(a.linger))
+		if a.idempotent && pid < 0 {
 			continue
+		}
+		var d drained
+		if q.retrying {
+			if d = a.resendLocked(tp, q); len(d.batches) == 0 {
+				q.retrying = false
+				continue
+			}
+		} else {
+			if q.sent >= len(q.batches) {
+				continue
+			}
+			head := q.batches[q.sent]
+			if !a.readyLocked(head, len(q.batches)-q.sent, now, f) {
+				wake(head.created.Add(a.linger))
+				continue
+			}
 		}
 		addr := dest(tp)
 		if addr == "" {
 			continue // the caller wakes when metadata or in-flight counts change
 		}
-		d := drained{tp: tp}
-		for i, b := range q.batches {
-			if i > 0 && (q.single || !a.readyLocked(b, len(q.batches)-i, now, f)) {
-				break
+		if !q.retrying {
+			d = drained{tp: tp, producerID: -1}
+			for i, b := range q.batches[q.sent:] {
+				if i > 0 && (q.single || !a.readyLocked(b, len(q.batches)-q.sent-i, now, f)) {
+					break
+				}
+				sz := b.builder.EstimatedSize()
+				if sizes[addr]+d.bytes+sz > maxBytes && (sizes[addr] > 0 || len(d.batches) > 0) {
+					break
+				}
+				b.sealed = true
+				d.batches = append(d.batches, b)
+				d.bytes += sz
 			}
-			sz := b.builder.EstimatedSize()
-			if sizes[addr]+d.bytes+sz > maxBytes && (sizes[addr] > 0 || len(d.batches) > 0) {
-				break
+			if len(d.batches) == 0 {
+				wake(now) // the request is full: another one next round
+				continue
 			}
-			b.sealed = true
-			d.batches = append(d.batches, b)
-			d.bytes += sz
-		}
-		if len(d.batches) == 0 {
-			wake(now) // the request is full: another one next round
+			for i, b := range d.batches {
+				b.state, b.unit = stateInFlight, 0
+				if a.idempotent {
+					b.seq = q.nextSeq
+					q.nextSeq = nextSeq(q.nextSeq, b.count)
+				}
+				if i == 0 {
+					b.unit = len(d.batches)
+				}
+			}
+			q.sent += len(d.batches)
+		} else if sizes[addr] > 0 && sizes[addr]+d.bytes > maxBytes {
+			wake(now)
 			continue
 		}
-		q.inFlight = len(d.batches)
+		if a.idempotent {
+			d.producerID, d.epoch = pid, q.epoch
+			d.seqs = make([]int32, len(d.batches))
+			for i, b := range d.batches {
+				d.seqs[i] = b.seq
+			}
+		}
+		for _, b := range d.batches {
+			b.state = stateInFlight
+		}
+		q.inFlight++
 		sizes[addr] += d.bytes
 		if reqs == nil {
 			reqs = map[string][]drained{}
@@ -227,6 +351,59 @@ func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func
 		reqs[addr] = append(reqs[addr], d)
 	}
 	return reqs, expired, next
+}
+
+// nextSeq is the sequence after n records from s (wrapping past MaxInt32).
+func nextSeq(s int32, n int) int32 {
+	v := int64(s) + int64(n)
+	if v > math.MaxInt32 {
+		v -= math.MaxInt32 + 1
+	}
+	return int32(v)
+}
+
+// resendLocked is the first failed unit of q, to send again as it was.
+func (a *accumulator) resendLocked(tp topicPartition, q *partQueue) drained {
+	d := drained{tp: tp, producerID: -1}
+	for i := 0; i < q.sent; i++ {
+		b := q.batches[i]
+		if b.state != stateResend || b.unit == 0 {
+			continue
+		}
+		for _, u := range q.batches[i : i+b.unit] {
+			d.batches = append(d.batches, u)
+			d.bytes += len(u.built)
+		}
+		return d
+	}
+	return d
+}
+
+// resetLocked starts q's sequence over with the next epoch (idempotent) or
+// puts the failed batches back to be regrouped (not idempotent), after a
+// MESSAGE_TOO_LARGE split if one waits. Nothing of q is in flight.
+func (a *accumulator) resetLocked(q *partQueue) {
+	if q.split != nil {
+		if i := slices.Index(q.batches[:q.sent], q.split); i >= 0 {
+			if children := a.splitBatch(q.split); children != nil {
+				q.batches = slices.Replace(q.batches, i, i+1, children...)
+				q.sent += len(children) - 1
+			} else {
+				q.single = true
+			}
+		}
+		q.split = nil
+	}
+	// Acknowledged batches are never left at the head, so with nothing
+	// in flight every sent batch is one to send again.
+	for _, b := range q.batches[:q.sent] {
+		b.state, b.unit, b.seq = stateUnsent, 0, -1
+	}
+	q.sent, q.retrying, q.reset = 0, false, false
+	if a.idempotent {
+		q.epoch++ // wraps to a negative epoch after 32767 resets: the leader refuses it (INVALID_PRODUCER_EPOCH)
+		q.nextSeq = 0
+	}
 }
 
 // readyLocked: a batch is ready when it is full (or followed by another),
@@ -242,39 +419,109 @@ type expiredBatch struct {
 	lastErr error
 }
 
-// succeeded removes tp's in-flight batches after a successful answer.
-func (a *accumulator) succeeded(tp topicPartition) []*batch {
+// unitIndex is where d's unit starts in q, or -1.
+func unitIndex(q *partQueue, d drained) int {
+	if q == nil {
+		return -1
+	}
+	return slices.Index(q.batches[:q.sent], d.batches[0])
+}
+
+// isHead reports whether d's unit is the oldest unacknowledged one.
+func (a *accumulator) isHead(d drained) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	q := a.mu.queues[tp]
-	done := q.batches[:q.inFlight]
-	q.batches = q.batches[q.inFlight:]
-	q.inFlight, q.attempts, q.lastErr, q.retryAt, q.single = 0, 0, nil, time.Time{}, false
+	return unitIndex(a.mu.queues[d.tp], d) == 0
+}
+
+// succeeded records that d's unit was stored at base (with appendTime) and
+// returns the batches that are now complete, in order: the unit's and the
+// acknowledged ones after it, once nothing before them is outstanding.
+// Their ackBase and ackTime hold their outcome.
+func (a *accumulator) succeeded(d drained, base, appendTime int64) []*batch {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.mu.queues[d.tp]
+	for _, b := range d.batches {
+		b.state, b.ackBase, b.ackTime = stateAcked, base, appendTime
+		if base >= 0 {
+			base += int64(b.count)
+		}
+	}
+	q.inFlight--
+	q.attempts, q.lastErr = 0, nil
+	var done []*batch
+	for q.sent > 0 && q.batches[0].state == stateAcked {
+		done = append(done, q.batches[0])
+		q.batches = q.batches[1:]
+		q.sent--
+	}
+	if q.retrying && !slices.ContainsFunc(q.batches[:q.sent], func(b *batch) bool { return b.state == stateResend }) {
+		q.retrying = false
+	}
+	if len(done) > 0 {
+		q.retryAt, q.single = time.Time{}, false
+	}
 	return done
 }
 
-// failed records a failed attempt of tp's in-flight batches. With retry
-// they go back to the head of the queue, ready again at retryAt; otherwise
-// (or when retry is false) they are removed and returned to be failed.
-func (a *accumulator) failed(tp topicPartition, err error, retry bool, retryAt time.Time, single bool) []*batch {
+// failKind is what a failed unit does next.
+type failKind uint8
+
+const (
+	failRetry     failKind = iota // resend as it was, after retryAt
+	failReset                     // resend after a sequence reset (regrouped, epoch+1)
+	failSplit                     // MESSAGE_TOO_LARGE: split or send batches one by one, then reset
+	failForGood                   // its records fail; the partition's sequence is reset
+)
+
+// failed records a failed attempt of d's unit and returns the batches to
+// fail now (failForGood only).
+func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.Time) []*batch {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	q := a.mu.queues[tp]
+	q := a.mu.queues[d.tp]
+	q.inFlight--
 	q.attempts++
 	q.lastErr = err
-	if retry {
-		q.inFlight = 0
-		q.retryAt = retryAt
-		q.single = q.single || single
+	i := unitIndex(q, d)
+	if i < 0 {
 		return nil
 	}
-	done := q.batches[:q.inFlight]
-	q.batches = q.batches[q.inFlight:]
-	q.inFlight, q.attempts, q.retryAt = 0, 0, time.Time{}
-	return done
+	n := len(d.batches)
+	switch kind {
+	case failForGood:
+		q.batches = slices.Delete(q.batches, i, i+n)
+		q.sent -= n
+		// The sequence has a hole now: the next unit would be refused.
+		q.reset = q.reset || a.idempotent
+		q.attempts, q.retryAt = 0, time.Time{}
+		return d.batches
+	case failSplit:
+		if n > 1 {
+			q.single = true
+		} else {
+			q.split = d.batches[0]
+		}
+		q.reset = true
+	case failReset:
+		q.reset = true
+		q.retryAt = retryAt
+	default:
+		for _, b := range d.batches {
+			b.state = stateResend
+		}
+		q.retryAt = retryAt
+		if a.idempotent {
+			q.retrying = true
+		} else {
+			q.reset = true // regroup what failed with what came since
+		}
+	}
+	return nil
 }
 
-// attemptsOf is how many times tp's head batches have failed so far.
+// attemptsOf is how many times tp's units have failed since the last success.
 func (a *accumulator) attemptsOf(tp topicPartition) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -297,41 +544,37 @@ func (a *accumulator) incomplete() []chan struct{} {
 	return out
 }
 
-// close refuses further appends and removes every batch that is not in
-// flight, returning them to be failed.
-func (a *accumulator) close() []*batch {
+// close refuses further appends and removes every batch; nothing may be in
+// flight. It returns the acknowledged ones (stored: to complete with their
+// offsets) and the others (to fail).
+func (a *accumulator) close() (acked, rest []*batch) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.mu.closed = true
-	var out []*batch
 	for tp, q := range a.mu.queues {
-		out = append(out, q.batches[q.inFlight:]...)
-		q.batches = q.batches[:q.inFlight]
-		if len(q.batches) == 0 {
-			delete(a.mu.queues, tp)
+		for _, b := range q.batches {
+			if b.state == stateAcked {
+				acked = append(acked, b)
+			} else {
+				rest = append(rest, b)
+			}
 		}
+		delete(a.mu.queues, tp)
 	}
-	return out
+	return acked, rest
 }
 
-// split replaces tp's one in-flight batch, which the broker refused as too
-// large, by two halves re-encoded from it, ready to send at once (each is
-// split again if still too large). It returns false, changing nothing,
-// when the batch holds a single record or cannot be read back.
-func (a *accumulator) split(tp topicPartition) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	q := a.mu.queues[tp]
-	if q == nil || q.inFlight != 1 {
-		return false
-	}
-	b := q.batches[0]
+// splitBatch re-encodes b, which the broker refused as too large, into two
+// halves, which replace it (each is split again if still too large). It
+// returns nil, changing nothing, when b holds a single record or cannot be
+// read back.
+func (a *accumulator) splitBatch(b *batch) []*batch {
 	if b.count < 2 || b.built == nil {
-		return false
+		return nil
 	}
 	var it record.Iterator
 	if err := it.Reset(b.built); err != nil {
-		return false
+		return nil
 	}
 	half := (b.count + 1) / 2
 	var children []*batch
@@ -341,8 +584,8 @@ func (a *accumulator) split(tp topicPartition) bool {
 		if i == 0 || i == half {
 			bl := a.builders.Get().(*record.Builder)
 			bl.Reset(a.opts)
-			c = &batch{tp: tp, builder: bl, created: b.created, deadline: b.deadline, sealed: true,
-				done: make(chan struct{}), base: -1, appendTime: -1, parent: b, first: i}
+			c = &batch{tp: b.tp, builder: bl, created: b.created, deadline: b.deadline, sealed: true,
+				done: make(chan struct{}), base: -1, appendTime: -1, seq: -1, parent: b, first: i}
 			children = append(children, c)
 		}
 		r := it.Record()
@@ -351,7 +594,7 @@ func (a *accumulator) split(tp topicPartition) bool {
 			headers = append(headers, record.Header{Key: string(k), Value: v})
 		}
 		if err := c.builder.Append(r.Timestamp, r.Key, r.Value, headers); err != nil {
-			return false
+			return nil
 		}
 		c.count++
 	}
@@ -359,14 +602,12 @@ func (a *accumulator) split(tp topicPartition) bool {
 		for _, c := range children {
 			a.builders.Put(c.builder)
 		}
-		return false
+		return nil
 	}
 	b.children, b.left = children, len(children)
 	a.builders.Put(b.builder)
 	b.builder, b.built = nil, nil
-	q.batches = append(children, q.batches[1:]...)
-	q.inFlight, q.retryAt, q.single = 0, time.Time{}, true
-	return true
+	return children
 }
 
 // recycle returns a completed batch's builder for reuse.

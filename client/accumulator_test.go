@@ -58,8 +58,8 @@ func TestAccumulatorBatchesAndLinger(t *testing.T) {
 	if reqs, _, _ := a.drain(now.Add(time.Second), drainFlags{flush: true}, 1<<20, allTo("b1")); len(reqs) != 0 {
 		t.Fatalf("second drain while in flight: %+v", reqs)
 	}
-	done := a.succeeded(tp)
-	if len(done) != 1 || done[0].count != 5 {
+	done := a.succeeded(reqs["b1"][0], 0, -1)
+	if len(done) != 1 || done[0].count != 5 || done[0].ackBase != 0 {
 		t.Fatalf("succeeded: %+v", done)
 	}
 	reqs, _, _ = a.drain(now.Add(time.Second), drainFlags{}, 1<<20, allTo("b1"))
@@ -88,7 +88,7 @@ func TestAccumulatorFullBatchesReadyAndRequestCap(t *testing.T) {
 	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 2 || d[0].batches[0] != batches[0] || d[0].batches[1] != batches[1] {
 		t.Fatalf("drained %+v", reqs)
 	}
-	a.succeeded(tp)
+	a.succeeded(reqs["b"][0], 0, -1)
 	// A record larger than BatchSize gets a batch of its own.
 	big := mustAppend(t, a, tp, now, make([]byte, 5000))
 	if !big.newBatch || big.b == batches[2] {
@@ -113,7 +113,7 @@ func TestAccumulatorRetryAndExpiry(t *testing.T) {
 	}
 	later := mustAppend(t, a, tp, now.Add(10*time.Millisecond), []byte("y"))
 	errNL := &Error{Code: 26, Retriable: true}
-	if got := a.failed(tp, errNL, true, now.Add(100*time.Millisecond), false); got != nil {
+	if got := a.failed(reqs["b"][0], errNL, failRetry, now.Add(100*time.Millisecond)); got != nil {
 		t.Fatalf("retry returned batches to fail: %v", got)
 	}
 	if n := a.attemptsOf(tp); n != 1 {
@@ -128,7 +128,7 @@ func TestAccumulatorRetryAndExpiry(t *testing.T) {
 	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 2 || d[0].batches[0] != first.b || d[0].batches[1] != later.b {
 		t.Fatalf("resend %+v", reqs)
 	}
-	a.failed(tp, errNL, true, now, false)
+	a.failed(reqs["b"][0], errNL, failRetry, now)
 	// Past the delivery timeout the batches expire with the last error.
 	_, exp, _ := a.drain(now.Add(time.Second+10*time.Millisecond), drainFlags{}, 1<<20, func(topicPartition) string { return "" })
 	if len(exp) != 2 || exp[0].b != first.b || !errors.Is(exp[0].lastErr, errNL) {
@@ -144,8 +144,8 @@ func TestAccumulatorClose(t *testing.T) {
 	if n := len(a.incomplete()); n != 2 {
 		t.Fatalf("incomplete %d", n)
 	}
-	if got := a.close(); len(got) != 2 {
-		t.Fatalf("close returned %d batches", len(got))
+	if acked, rest := a.close(); len(acked) != 0 || len(rest) != 2 {
+		t.Fatalf("close returned %d acked, %d other batches", len(acked), len(rest))
 	}
 	if _, err := a.append(topicPartition{"t", 0}, now, 0, nil, nil, nil, 10, false); !errors.Is(err, ErrProducerClosed) {
 		t.Fatalf("append after close: %v", err)
@@ -200,17 +200,21 @@ func TestAccumulatorSplit(t *testing.T) {
 	if len(reqs["b"]) != 1 {
 		t.Fatal("not drained")
 	}
-	if a.split(tp) {
-		t.Fatal("split a batch that was never built")
+	tooLarge := &Error{Code: 10}
+	// A batch that was never built is not split: it goes again alone.
+	a.failed(reqs["b"][0], tooLarge, failSplit, now)
+	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
+	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 1 || d[0].batches[0] != parent || parent.children != nil {
+		t.Fatalf("unbuilt batch: %+v", reqs)
 	}
 	built, err := parent.builder.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
 	parent.built = built
-	if !a.split(tp) {
-		t.Fatal("split refused")
-	}
+	a.failed(reqs["b"][0], tooLarge, failSplit, now)
+	// The halves are at the head, sent one per request.
+	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
 	if len(parent.children) != 2 || parent.children[0].count != 3 || parent.children[1].count != 2 || parent.children[1].first != 3 {
 		t.Fatalf("children %+v", parent.children)
 	}
@@ -222,29 +226,27 @@ func TestAccumulatorSplit(t *testing.T) {
 			t.Fatalf("leaf(%d) = child %p index %d", idx, c, i)
 		}
 	}
-	// The halves are at the head, sent one per request.
-	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
 	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 1 || d[0].batches[0] != parent.children[0] {
 		t.Fatalf("after split: %+v", reqs)
 	}
-	// A single record is not split.
-	built, _ = parent.children[0].builder.Build()
-	parent.children[0].built = built
-	a.succeeded(tp)
+	if done := a.succeeded(reqs["b"][0], 7, -1); len(done) != 1 || done[0] != parent.children[0] || done[0].ackBase != 7 {
+		t.Fatalf("first half: %+v", done)
+	}
 	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
-	if len(reqs["b"]) != 1 {
+	c := parent.children[1]
+	if d := reqs["b"]; len(d) != 1 || d[0].batches[0] != c {
 		t.Fatal("second half not drained")
 	}
-	c := parent.children[1]
-	built, _ = c.builder.Build()
-	c.built = built
-	if !a.split(tp) || len(c.children) != 2 || c.children[0].count != 1 {
+	c.built, _ = c.builder.Build()
+	a.failed(reqs["b"][0], tooLarge, failSplit, now)
+	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
+	if len(c.children) != 2 || c.children[0].count != 1 || reqs["b"][0].batches[0] != c.children[0] {
 		t.Fatalf("second split: %+v", c.children)
 	}
-	a.drain(now, drainFlags{}, 1<<20, allTo("b"))
+	// A single record is not split.
 	g := c.children[0]
 	g.built, _ = g.builder.Build()
-	if a.split(tp) {
+	if a.splitBatch(g) != nil {
 		t.Fatal("split a one-record batch")
 	}
 }

@@ -105,9 +105,16 @@ type ProducerConfig struct {
 	// record's outcome, retries included. Default 2 min.
 	DeliveryTimeout time.Duration
 	// MaxInFlight (max.in.flight.requests.per.connection) is the number of
-	// Produce requests outstanding to one broker. Default 5. Order within a
+	// Produce requests outstanding to one broker. Default 5. An idempotent
+	// producer also keeps up to min(MaxInFlight, 5) outstanding per
+	// partition; without idempotence a partition has one. Order within a
 	// partition holds whatever the value: see Producer.
 	MaxInFlight int
+	// DisableIdempotence (enable.idempotence=false) turns the idempotent
+	// producer off: no producer id, one request in flight per partition,
+	// and a resend after a lost answer may store records twice. Idempotence
+	// is always off with AcksNone.
+	DisableIdempotence bool
 	// RequestTimeout (request.timeout.ms) bounds one Produce request; with
 	// AcksAll it is also the time the leader may wait for the ISR. Default
 	// the client's RequestTimeout.
@@ -241,29 +248,40 @@ func (f *Future) result() (RecordMetadata, error) {
 // memory asks for it. It groups them by leader into one Produce request per
 // broker, at most MaxInFlight requests per broker.
 //
-// Order: a partition has at most one request in flight (carrying all of
-// its ready batches, up to MaxRequestSize), and a batch that fails is
-// resent before any later batch of its partition. Records sent from one
-// goroutine to one partition are therefore stored in Send order, retries
-// included — without idempotent producer ids, which Strata does not have
-// yet. The price is one round trip per partition at a time; MaxInFlight
-// still lets several partitions' requests to a broker overlap.
+// Order and idempotence: by default the producer is idempotent, as Kafka's
+// is since 3.0. It gets a producer id from a broker (InitProducerId) and
+// stamps each batch with it, an epoch and the sequence number of its first
+// record, counted per partition. A partition leader appends a producer's
+// batches only in sequence and answers a resend of stored records with the
+// offsets they got (see storage/producerstate.go). So a partition can have
+// up to min(MaxInFlight, 5) requests in flight while a retry can neither
+// reorder nor duplicate records: records sent from one goroutine to one
+// partition are stored in Send order, once. After a failure, a partition
+// sends one request at a time until the failed ones are through; when its
+// sequence is broken (a batch failed for good, or the leader lost the
+// producer's state) it raises its epoch and starts its unacknowledged
+// batches again from sequence 0, as Kafka's producer does (KIP-360).
+// Without idempotence (DisableIdempotence, AcksNone) a partition has one
+// request in flight (carrying its ready batches) and a failed batch is
+// resent before any later one, which keeps the order too, but a resend
+// after a lost answer may store records twice.
 //
 // Retries: retriable errors (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE,
 // NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT, a broker that does not answer,
 // ...) refresh the metadata and resend after a backoff until
-// DeliveryTimeout. Like Kafka's non-idempotent producer, a resend after a
-// timeout or NOT_ENOUGH_REPLICAS_AFTER_APPEND may store the records twice;
-// every acknowledged record is stored at the offset reported. A batch the
-// broker refuses as MESSAGE_TOO_LARGE (a topic whose max.message.bytes is
-// below BatchSize) is split in halves and resent, as Kafka's producer does,
-// so only a record too large by itself fails. Other errors fail the batch's
-// records with the *Error.
+// DeliveryTimeout; every acknowledged record is stored at the offset
+// reported. A batch the broker refuses as MESSAGE_TOO_LARGE (a topic whose
+// max.message.bytes is below BatchSize) is split in halves and resent, as
+// Kafka's producer does, so only a record too large by itself fails. Other
+// errors fail the batch's records with the *Error. Futures of one partition
+// complete in order.
 type Producer struct {
-	c   *Client
-	cfg ProducerConfig
-	acc *accumulator
-	mem *memory
+	c          *Client
+	cfg        ProducerConfig
+	acc        *accumulator
+	mem        *memory
+	idempotent bool
+	pids       chan pidResult // InitProducerId answers
 
 	meta    atomic.Pointer[Metadata]
 	refresh chan struct{} // asks the metadata goroutine for a refresh
@@ -299,6 +317,11 @@ func NewProducer(c *Client, cfg ProducerConfig) (*Producer, error) {
 		wake:    make(chan struct{}, 1),
 		results: make(chan *produceResult, 16),
 		stop:    make(chan struct{}),
+	}
+	if !cfg.DisableIdempotence && cfg.Acks != AcksNone {
+		p.idempotent = true
+		p.pids = make(chan pidResult, 1)
+		p.acc.setIdempotent(cfg.MaxInFlight)
 	}
 	p.rpcCtx, p.abort = context.WithCancel(context.Background())
 	p.metaCtx, p.metaStop = context.WithCancel(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	pb "github.com/stratalog/strata/proto/strata/v1"
@@ -25,8 +26,14 @@ func (p *Producer) runSender() {
 	total := 0
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	pidBusy, pidFailures, pidRetryAt := false, 0, time.Time{}
 	for {
 		now := time.Now()
+		if m := p.meta.Load(); m != nil && !pidBusy && !now.Before(pidRetryAt) && p.acc.needsProducerID() && len(m.Brokers) > 0 {
+			pidBusy = true
+			p.wg.Add(1)
+			go p.initProducerID(m, pidFailures)
+		}
 		flags := drainFlags{flush: p.flushing.Load() > 0, exhausted: p.mem.exhausted()}
 		needMeta := false
 		m := p.meta.Load()
@@ -80,13 +87,27 @@ func (p *Producer) runSender() {
 			inflight[r.addr]--
 			total--
 			p.settle(r)
+		case r := <-p.pids:
+			pidBusy = false
+			if r.err == nil {
+				p.acc.setProducerID(r.id)
+				pidFailures = 0
+			} else {
+				pidFailures++
+				pidRetryAt = time.Now().Add(p.backoff(pidFailures))
+				p.requestRefresh()
+			}
 		case <-p.stop:
 			// Close: what is in flight finishes (or is cancelled by
 			// abort); what is queued fails.
 			for ; total > 0; total-- {
 				p.settle(<-p.results)
 			}
-			for _, b := range p.acc.close() {
+			acked, rest := p.acc.close()
+			for _, b := range acked {
+				p.complete(b, b.ackBase, b.ackTime, nil)
+			}
+			for _, b := range rest {
 				p.complete(b, -1, -1, ErrProducerClosed)
 			}
 			return
@@ -100,6 +121,35 @@ func (p *Producer) runSender() {
 	}
 }
 
+// pidResult is an InitProducerId answer.
+type pidResult struct {
+	id  int64
+	err error
+}
+
+// initProducerID asks a broker (a different one after each failure) for a
+// producer id and hands the answer to the sender.
+func (p *Producer) initProducerID(m *Metadata, failures int) {
+	defer p.wg.Done()
+	ids := make([]int32, 0, len(m.Brokers))
+	for id := range m.Brokers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	r := pidResult{}
+	bc, err := p.c.Broker(m.Brokers[ids[failures%len(ids)]].Addr)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(p.rpcCtx, p.cfg.RequestTimeout)
+		var resp *pb.InitProducerIdResponse
+		if resp, err = bc.InitProducerId(ctx, &pb.InitProducerIdRequest{}); err == nil {
+			r.id = resp.GetProducerId()
+		}
+		cancel()
+	}
+	r.err = err
+	p.pids <- r // buffered: one call at a time
+}
+
 // produce sends one request and hands the answer to the sender.
 func (p *Producer) produce(addr string, parts []drained) {
 	r := &produceResult{addr: addr, parts: parts}
@@ -111,14 +161,19 @@ func (p *Producer) produce(addr string, parts []drained) {
 		if len(d.batches) > 1 {
 			records = make([]byte, 0, d.bytes) // a compressed batch is smaller than its estimate
 		}
-		for _, b := range d.batches {
+		for i, b := range d.batches {
 			if b.built == nil {
+				if d.producerID >= 0 {
+					b.builder.SetProducer(d.producerID, d.epoch, d.seqs[i])
+				}
 				built, err := b.builder.Build()
 				if err != nil {
 					r.err = &Error{Code: pb.ErrorCode_CORRUPT_MESSAGE, Message: err.Error()}
 					return
 				}
 				b.built = built
+			} else if d.producerID >= 0 && (b.built.ProducerID() != d.producerID || b.built.ProducerEpoch() != d.epoch || b.built.BaseSequence() != d.seqs[i]) {
+				b.built.SetProducer(d.producerID, d.epoch, d.seqs[i]) // after a sequence reset
 			}
 			if len(d.batches) == 1 {
 				records = b.built
@@ -183,25 +238,31 @@ func (p *Producer) settle(r *produceResult) {
 		}
 		if err == nil {
 			base := pr.GetBaseOffset()
-			for _, b := range p.acc.succeeded(d.tp) {
-				off := int64(-1)
-				if p.cfg.Acks != AcksNone && base >= 0 {
-					off = base
-					base += int64(b.count)
-				}
-				p.complete(b, off, pr.GetLogAppendTimeMs(), nil)
+			if p.cfg.Acks == AcksNone {
+				base = -1
+			}
+			for _, b := range p.acc.succeeded(d, base, pr.GetLogAppendTimeMs()) {
+				p.complete(b, b.ackBase, b.ackTime, nil)
 			}
 			continue
 		}
 		var e *Error
-		retriable := errors.As(err, &e) && e.Retriable
-		single := false
-		if errors.As(err, &e) && e.Code == pb.ErrorCode_MESSAGE_TOO_LARGE {
-			if len(d.batches) > 1 {
-				retriable, single = true, true // resend the batches one by one: only the large one fails
-			} else if p.acc.split(d.tp) {
-				p.signal() // the halves go at once
-				continue
+		isErr := errors.As(err, &e)
+		retriable := isErr && e.Retriable
+		kind := failRetry
+		switch {
+		case isErr && e.Code == pb.ErrorCode_MESSAGE_TOO_LARGE && (len(d.batches) > 1 || d.batches[0].count > 1):
+			// Resend the batches one by one, or split the one batch in
+			// halves (as Kafka's producer does): only a record too large by
+			// itself fails.
+			retriable, kind = true, failSplit
+		case isErr && p.idempotent && (e.Code == pb.ErrorCode_OUT_OF_ORDER_SEQUENCE_NUMBER || e.Code == pb.ErrorCode_UNKNOWN_PRODUCER_ID):
+			// A gap before this unit: an earlier one failed (it goes
+			// again first), or, at the head, the leader lost the
+			// producer's state (retention, expiry): start the sequence over.
+			retriable = true
+			if p.acc.isHead(d) {
+				kind = failReset
 			}
 		}
 		attempts := p.acc.attemptsOf(d.tp) + 1
@@ -211,12 +272,15 @@ func (p *Producer) settle(r *produceResult) {
 		if retriable {
 			refresh = true
 		}
+		if !retry {
+			kind = failForGood
+		}
 		back := time.Duration(0)
-		if !single {
+		if kind == failRetry || kind == failReset {
 			back = p.backoff(attempts)
 		}
-		failed := p.acc.failed(d.tp, err, retry, now.Add(back), single)
-		if !retry && retriable && !single && !now.Before(d.batches[0].deadline) {
+		failed := p.acc.failed(d, err, kind, now.Add(back))
+		if !retry && retriable && !now.Before(d.batches[0].deadline) {
 			err = fmt.Errorf("%w: records for %s-%d not acknowledged within DeliveryTimeout %v (%d attempts): %w",
 				ErrDeliveryTimeout, d.tp.topic, d.tp.partition, p.cfg.DeliveryTimeout, attempts, err)
 		}

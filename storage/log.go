@@ -58,6 +58,10 @@ type Log struct {
 		cleanedGen  uint64
 		cleanedUpTo int64
 		nextHorizon int64
+		// producers is the idempotent producers' state (producerstate.go);
+		// producerWake is closed (and cleared) by the next idempotent append.
+		producers    producerStates
+		producerWake chan struct{}
 	}
 
 	flushMu sync.Mutex     // serializes fsyncs (never held with mu)
@@ -90,6 +94,10 @@ type AppendInfo struct {
 	MaxTimestamp int64
 	Records      int64
 	Bytes        int64
+	// Duplicate: the batches were resent by an idempotent producer and are
+	// in the log already; nothing was written and the offsets are where
+	// they were stored the first time (see producerstate.go).
+	Duplicate bool
 }
 
 // Open opens (creating if needed) the log in dir, removes leftovers of
@@ -268,6 +276,8 @@ func (l *Log) appendLocked(batches []byte, leaderEpoch int32, follower bool) (in
 	info.FirstOffset, info.MaxTimestamp = -1, -1
 	// Validate everything first: a bad batch anywhere changes nothing.
 	expect := next
+	var pending map[int64]pendingSeq // idempotent producers in this append
+	n, dups := 0, 0
 	err = validateBatches(batches, cfg.MaxBatchBytes, func(b record.Batch) error {
 		if int64(len(b)) > cfg.SegmentBytes {
 			return fmt.Errorf("%w: batch of %d bytes, segment.bytes is %d", ErrRecordTooLarge, len(b), cfg.SegmentBytes)
@@ -281,10 +291,47 @@ func (l *Log) appendLocked(batches []byte, leaderEpoch int32, follower bool) (in
 			}
 		}
 		expect += int64(b.LastOffsetDelta()) + 1
+		n++
+		if follower || b.ProducerID() == record.NoProducerID {
+			return nil
+		}
+		if !l.mu.producers.loaded {
+			if err := l.loadProducersLocked(); err != nil {
+				return err
+			}
+		}
+		if pending == nil {
+			pending = map[int64]pendingSeq{}
+		}
+		c, err := l.mu.producers.check(b, pending)
+		if err != nil {
+			return err
+		}
+		if c.dup {
+			// A resend: every batch of the append must be one, at the
+			// offsets that follow each other (they were appended together).
+			if dups > 0 && c.dupOffset != info.LastOffset+1 {
+				return fmt.Errorf("%w: producer %d resent batches that were not appended together", ErrOutOfOrderSequence, b.ProducerID())
+			}
+			if dups == 0 {
+				info.FirstOffset = c.dupOffset
+			}
+			info.LastOffset = c.dupOffset + int64(b.LastOffsetDelta())
+			info.MaxTimestamp = max(info.MaxTimestamp, b.MaxTimestamp())
+			info.Records += int64(b.RecordCount())
+			dups++
+		}
 		return nil
 	})
+	if err == nil && dups > 0 && dups != n {
+		err = fmt.Errorf("%w: a request mixes resent and new batches of an idempotent producer", ErrOutOfOrderSequence)
+	}
 	if err != nil {
-		return info, false, err
+		return AppendInfo{}, false, err
+	}
+	if dups > 0 {
+		info.Duplicate = true
+		return info, false, nil
 	}
 	now := l.now()
 	for rest := batches; len(rest) > 0; {
@@ -319,6 +366,14 @@ func (l *Log) appendLocked(batches []byte, leaderEpoch int32, follower bool) (in
 		info.Bytes += int64(len(b))
 		next = b.NextOffset()
 		l.leo.Store(next)
+		l.mu.producers.apply(b)
+	}
+	if pending != nil {
+		l.mu.producers.sweep(now.UnixMilli())
+		if l.mu.producerWake != nil {
+			close(l.mu.producerWake)
+			l.mu.producerWake = nil
+		}
 	}
 	l.mu.unflushedRecords += info.Records
 	if l.mu.firstUnflushed.IsZero() {

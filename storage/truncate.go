@@ -24,6 +24,7 @@ func (l *Log) TruncateTo(offset int64) (int64, error) {
 		return l.leo.Load(), nil
 	}
 	l.mu.truncations++
+	l.mu.producers.reset() // rebuilt from what remains at the next idempotent append
 	segs := l.segments()
 	i := max(floorSegment(segs, offset), 0)
 	var keep []*segment
@@ -70,6 +71,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 		return err
 	}
 	l.mu.truncations++
+	l.mu.producers.reset()
 	seg, err := createSegment(l.dir, offset, &l.mu.cfg, l.now())
 	segs := l.segments()
 	if err != nil {

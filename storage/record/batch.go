@@ -207,6 +207,15 @@ func (b Batch) SetPartitionLeaderEpoch(e int32) {
 	binary.BigEndian.PutUint32(b[PartitionLeaderEpochOffset:], uint32(e))
 }
 
+// SetProducer stamps an idempotent producer's id, epoch and base sequence
+// in place and recomputes the CRC (the fields are inside it).
+func (b Batch) SetProducer(id int64, epoch int16, baseSequence int32) {
+	binary.BigEndian.PutUint64(b[ProducerIDOffset:], uint64(id))
+	binary.BigEndian.PutUint16(b[ProducerEpochOffset:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[BaseSequenceOffset:], uint32(baseSequence))
+	b.UpdateCRC()
+}
+
 // Magic is the batch's format version.
 func (b Batch) Magic() int8 { return int8(b[MagicOffset]) }
 

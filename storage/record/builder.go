@@ -118,6 +118,12 @@ func NewBuilder(opts BatchOptions) *Builder {
 	return b
 }
 
+// SetProducer sets the idempotent producer fields the next Build writes
+// (BatchOptions.Idempotent with these values), keeping the records.
+func (b *Builder) SetProducer(id int64, epoch int16, baseSequence int32) {
+	b.opts.Idempotent, b.opts.ProducerID, b.opts.ProducerEpoch, b.opts.BaseSequence = true, id, epoch, baseSequence
+}
+
 // Reset empties the Builder for a new batch with opts, keeping its buffers.
 // A Batch returned by an earlier Build is invalid from here on.
 func (b *Builder) Reset(opts BatchOptions) {

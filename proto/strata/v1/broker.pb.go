@@ -3066,6 +3066,101 @@ func (x *DeleteRecordsPartitionResult) GetLowWatermark() int64 {
 	return 0
 }
 
+type InitProducerIdRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitProducerIdRequest) Reset() {
+	*x = InitProducerIdRequest{}
+	mi := &file_strata_v1_broker_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitProducerIdRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitProducerIdRequest) ProtoMessage() {}
+
+func (x *InitProducerIdRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_broker_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitProducerIdRequest.ProtoReflect.Descriptor instead.
+func (*InitProducerIdRequest) Descriptor() ([]byte, []int) {
+	return file_strata_v1_broker_proto_rawDescGZIP(), []int{44}
+}
+
+// InitProducerIdResponse: a new producer id with epoch 0. The producer
+// stamps (producer_id, epoch, base sequence) into each batch's header; a
+// partition leader refuses a batch out of sequence
+// (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID), from an older epoch
+// (INVALID_PRODUCER_EPOCH), and answers a resent one with the offsets it got
+// the first time. The producer may raise the epoch itself (restarting its
+// sequences at 0) to start a partition's sequence over.
+type InitProducerIdResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProducerId    int64                  `protobuf:"varint,1,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerEpoch int32                  `protobuf:"varint,2,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitProducerIdResponse) Reset() {
+	*x = InitProducerIdResponse{}
+	mi := &file_strata_v1_broker_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitProducerIdResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitProducerIdResponse) ProtoMessage() {}
+
+func (x *InitProducerIdResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_broker_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitProducerIdResponse.ProtoReflect.Descriptor instead.
+func (*InitProducerIdResponse) Descriptor() ([]byte, []int) {
+	return file_strata_v1_broker_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *InitProducerIdResponse) GetProducerId() int64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *InitProducerIdResponse) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
 var File_strata_v1_broker_proto protoreflect.FileDescriptor
 
 const file_strata_v1_broker_proto_rawDesc = "" +
@@ -3312,13 +3407,18 @@ const file_strata_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x02 \x01(\x0e2\x14.strata.v1.ErrorCodeR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12#\n" +
-	"\rlow_watermark\x18\x04 \x01(\x03R\flowWatermark*S\n" +
+	"\rlow_watermark\x18\x04 \x01(\x03R\flowWatermark\"\x17\n" +
+	"\x15InitProducerIdRequest\"`\n" +
+	"\x16InitProducerIdResponse\x12\x1f\n" +
+	"\vproducer_id\x18\x01 \x01(\x03R\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\x02 \x01(\x05R\rproducerEpoch*S\n" +
 	"\rTimestampType\x12\x1e\n" +
 	"\x1aTIMESTAMP_TYPE_CREATE_TIME\x10\x00\x12\"\n" +
 	"\x1eTIMESTAMP_TYPE_LOG_APPEND_TIME\x10\x01*Z\n" +
 	"\x0eIsolationLevel\x12$\n" +
 	" ISOLATION_LEVEL_READ_UNCOMMITTED\x10\x00\x12\"\n" +
-	"\x1eISOLATION_LEVEL_READ_COMMITTED\x10\x012\xa7\x04\n" +
+	"\x1eISOLATION_LEVEL_READ_COMMITTED\x10\x012\xfe\x04\n" +
 	"\rBrokerService\x12@\n" +
 	"\aProduce\x12\x19.strata.v1.ProduceRequest\x1a\x1a.strata.v1.ProduceResponse\x12:\n" +
 	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse\x12H\n" +
@@ -3326,7 +3426,8 @@ const file_strata_v1_broker_proto_rawDesc = "" +
 	"\vListOffsets\x12\x1d.strata.v1.ListOffsetsRequest\x1a\x1e.strata.v1.ListOffsetsResponse\x12C\n" +
 	"\bMetadata\x12\x1a.strata.v1.MetadataRequest\x1a\x1b.strata.v1.MetadataResponse\x12g\n" +
 	"\x14OffsetForLeaderEpoch\x12&.strata.v1.OffsetForLeaderEpochRequest\x1a'.strata.v1.OffsetForLeaderEpochResponse\x12R\n" +
-	"\rDeleteRecords\x12\x1f.strata.v1.DeleteRecordsRequest\x1a .strata.v1.DeleteRecordsResponseB6Z4github.com/stratalog/strata/proto/strata/v1;stratav1b\x06proto3"
+	"\rDeleteRecords\x12\x1f.strata.v1.DeleteRecordsRequest\x1a .strata.v1.DeleteRecordsResponse\x12U\n" +
+	"\x0eInitProducerId\x12 .strata.v1.InitProducerIdRequest\x1a!.strata.v1.InitProducerIdResponseB6Z4github.com/stratalog/strata/proto/strata/v1;stratav1b\x06proto3"
 
 var (
 	file_strata_v1_broker_proto_rawDescOnce sync.Once
@@ -3341,7 +3442,7 @@ func file_strata_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_strata_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_strata_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_strata_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_strata_v1_broker_proto_goTypes = []any{
 	(TimestampType)(0),                          // 0: strata.v1.TimestampType
 	(IsolationLevel)(0),                         // 1: strata.v1.IsolationLevel
@@ -3389,7 +3490,9 @@ var file_strata_v1_broker_proto_goTypes = []any{
 	(*DeleteRecordsResponse)(nil),               // 43: strata.v1.DeleteRecordsResponse
 	(*DeleteRecordsTopicResult)(nil),            // 44: strata.v1.DeleteRecordsTopicResult
 	(*DeleteRecordsPartitionResult)(nil),        // 45: strata.v1.DeleteRecordsPartitionResult
-	(ErrorCode)(0),                              // 46: strata.v1.ErrorCode
+	(*InitProducerIdRequest)(nil),               // 46: strata.v1.InitProducerIdRequest
+	(*InitProducerIdResponse)(nil),              // 47: strata.v1.InitProducerIdResponse
+	(ErrorCode)(0),                              // 48: strata.v1.ErrorCode
 }
 var file_strata_v1_broker_proto_depIdxs = []int32{
 	3,  // 0: strata.v1.Record.headers:type_name -> strata.v1.RecordHeader
@@ -3400,7 +3503,7 @@ var file_strata_v1_broker_proto_depIdxs = []int32{
 	10, // 5: strata.v1.ProduceResponse.topics:type_name -> strata.v1.ProduceTopicResult
 	5,  // 6: strata.v1.ProduceResponse.node_endpoints:type_name -> strata.v1.BrokerNode
 	11, // 7: strata.v1.ProduceTopicResult.partitions:type_name -> strata.v1.ProducePartitionResult
-	46, // 8: strata.v1.ProducePartitionResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 8: strata.v1.ProducePartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	4,  // 9: strata.v1.ProducePartitionResult.current_leader:type_name -> strata.v1.PartitionLeader
 	12, // 10: strata.v1.ProducePartitionResult.record_errors:type_name -> strata.v1.ProduceRecordError
 	1,  // 11: strata.v1.FetchRequest.isolation_level:type_name -> strata.v1.IsolationLevel
@@ -3409,7 +3512,7 @@ var file_strata_v1_broker_proto_depIdxs = []int32{
 	17, // 14: strata.v1.FetchResponse.topics:type_name -> strata.v1.FetchTopicResult
 	5,  // 15: strata.v1.FetchResponse.node_endpoints:type_name -> strata.v1.BrokerNode
 	18, // 16: strata.v1.FetchTopicResult.partitions:type_name -> strata.v1.FetchPartitionResult
-	46, // 17: strata.v1.FetchPartitionResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 17: strata.v1.FetchPartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	4,  // 18: strata.v1.FetchPartitionResult.current_leader:type_name -> strata.v1.PartitionLeader
 	19, // 19: strata.v1.FetchPartitionResult.diverging_epoch:type_name -> strata.v1.FetchDivergingEpoch
 	2,  // 20: strata.v1.FetchPartitionResult.decoded_records:type_name -> strata.v1.Record
@@ -3423,23 +3526,23 @@ var file_strata_v1_broker_proto_depIdxs = []int32{
 	26, // 28: strata.v1.ListOffsetsTopic.partitions:type_name -> strata.v1.ListOffsetsPartition
 	28, // 29: strata.v1.ListOffsetsResponse.topics:type_name -> strata.v1.ListOffsetsTopicResult
 	29, // 30: strata.v1.ListOffsetsTopicResult.partitions:type_name -> strata.v1.ListOffsetsPartitionResult
-	46, // 31: strata.v1.ListOffsetsPartitionResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 31: strata.v1.ListOffsetsPartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	4,  // 32: strata.v1.ListOffsetsPartitionResult.current_leader:type_name -> strata.v1.PartitionLeader
 	5,  // 33: strata.v1.MetadataResponse.brokers:type_name -> strata.v1.BrokerNode
 	32, // 34: strata.v1.MetadataResponse.topics:type_name -> strata.v1.MetadataTopicResult
-	46, // 35: strata.v1.MetadataTopicResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 35: strata.v1.MetadataTopicResult.error_code:type_name -> strata.v1.ErrorCode
 	33, // 36: strata.v1.MetadataTopicResult.partitions:type_name -> strata.v1.MetadataPartitionResult
-	46, // 37: strata.v1.MetadataPartitionResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 37: strata.v1.MetadataPartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	35, // 38: strata.v1.OffsetForLeaderEpochRequest.topics:type_name -> strata.v1.OffsetForLeaderEpochTopic
 	36, // 39: strata.v1.OffsetForLeaderEpochTopic.partitions:type_name -> strata.v1.OffsetForLeaderEpochPartition
 	38, // 40: strata.v1.OffsetForLeaderEpochResponse.topics:type_name -> strata.v1.OffsetForLeaderEpochTopicResult
 	39, // 41: strata.v1.OffsetForLeaderEpochTopicResult.partitions:type_name -> strata.v1.OffsetForLeaderEpochPartitionResult
-	46, // 42: strata.v1.OffsetForLeaderEpochPartitionResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 42: strata.v1.OffsetForLeaderEpochPartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	41, // 43: strata.v1.DeleteRecordsRequest.topics:type_name -> strata.v1.DeleteRecordsTopic
 	42, // 44: strata.v1.DeleteRecordsTopic.partitions:type_name -> strata.v1.DeleteRecordsPartition
 	44, // 45: strata.v1.DeleteRecordsResponse.topics:type_name -> strata.v1.DeleteRecordsTopicResult
 	45, // 46: strata.v1.DeleteRecordsTopicResult.partitions:type_name -> strata.v1.DeleteRecordsPartitionResult
-	46, // 47: strata.v1.DeleteRecordsPartitionResult.error_code:type_name -> strata.v1.ErrorCode
+	48, // 47: strata.v1.DeleteRecordsPartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	6,  // 48: strata.v1.BrokerService.Produce:input_type -> strata.v1.ProduceRequest
 	13, // 49: strata.v1.BrokerService.Fetch:input_type -> strata.v1.FetchRequest
 	20, // 50: strata.v1.BrokerService.Subscribe:input_type -> strata.v1.SubscribeRequest
@@ -3447,15 +3550,17 @@ var file_strata_v1_broker_proto_depIdxs = []int32{
 	30, // 52: strata.v1.BrokerService.Metadata:input_type -> strata.v1.MetadataRequest
 	34, // 53: strata.v1.BrokerService.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
 	40, // 54: strata.v1.BrokerService.DeleteRecords:input_type -> strata.v1.DeleteRecordsRequest
-	9,  // 55: strata.v1.BrokerService.Produce:output_type -> strata.v1.ProduceResponse
-	16, // 56: strata.v1.BrokerService.Fetch:output_type -> strata.v1.FetchResponse
-	23, // 57: strata.v1.BrokerService.Subscribe:output_type -> strata.v1.SubscribeResponse
-	27, // 58: strata.v1.BrokerService.ListOffsets:output_type -> strata.v1.ListOffsetsResponse
-	31, // 59: strata.v1.BrokerService.Metadata:output_type -> strata.v1.MetadataResponse
-	37, // 60: strata.v1.BrokerService.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	43, // 61: strata.v1.BrokerService.DeleteRecords:output_type -> strata.v1.DeleteRecordsResponse
-	55, // [55:62] is the sub-list for method output_type
-	48, // [48:55] is the sub-list for method input_type
+	46, // 55: strata.v1.BrokerService.InitProducerId:input_type -> strata.v1.InitProducerIdRequest
+	9,  // 56: strata.v1.BrokerService.Produce:output_type -> strata.v1.ProduceResponse
+	16, // 57: strata.v1.BrokerService.Fetch:output_type -> strata.v1.FetchResponse
+	23, // 58: strata.v1.BrokerService.Subscribe:output_type -> strata.v1.SubscribeResponse
+	27, // 59: strata.v1.BrokerService.ListOffsets:output_type -> strata.v1.ListOffsetsResponse
+	31, // 60: strata.v1.BrokerService.Metadata:output_type -> strata.v1.MetadataResponse
+	37, // 61: strata.v1.BrokerService.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	43, // 62: strata.v1.BrokerService.DeleteRecords:output_type -> strata.v1.DeleteRecordsResponse
+	47, // 63: strata.v1.BrokerService.InitProducerId:output_type -> strata.v1.InitProducerIdResponse
+	56, // [56:64] is the sub-list for method output_type
+	48, // [48:56] is the sub-list for method input_type
 	48, // [48:48] is the sub-list for extension type_name
 	48, // [48:48] is the sub-list for extension extendee
 	0,  // [0:48] is the sub-list for field type_name
@@ -3475,7 +3580,7 @@ func file_strata_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_broker_proto_rawDesc), len(file_strata_v1_broker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

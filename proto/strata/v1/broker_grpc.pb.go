@@ -59,6 +59,7 @@ const (
 	BrokerService_Metadata_FullMethodName             = "/strata.v1.BrokerService/Metadata"
 	BrokerService_OffsetForLeaderEpoch_FullMethodName = "/strata.v1.BrokerService/OffsetForLeaderEpoch"
 	BrokerService_DeleteRecords_FullMethodName        = "/strata.v1.BrokerService/DeleteRecords"
+	BrokerService_InitProducerId_FullMethodName       = "/strata.v1.BrokerService/InitProducerId"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -84,6 +85,10 @@ type BrokerServiceClient interface {
 	OffsetForLeaderEpoch(ctx context.Context, in *OffsetForLeaderEpochRequest, opts ...grpc.CallOption) (*OffsetForLeaderEpochResponse, error)
 	// Moves partitions' log start offsets forward.
 	DeleteRecords(ctx context.Context, in *DeleteRecordsRequest, opts ...grpc.CallOption) (*DeleteRecordsResponse, error)
+	// A producer id for an idempotent producer (Kafka's InitProducerId without
+	// transactions): the broker hands ids out of blocks the active controller
+	// allocates (AllocateProducerIds), so no id is ever given twice.
+	InitProducerId(ctx context.Context, in *InitProducerIdRequest, opts ...grpc.CallOption) (*InitProducerIdResponse, error)
 }
 
 type brokerServiceClient struct {
@@ -173,6 +178,16 @@ func (c *brokerServiceClient) DeleteRecords(ctx context.Context, in *DeleteRecor
 	return out, nil
 }
 
+func (c *brokerServiceClient) InitProducerId(ctx context.Context, in *InitProducerIdRequest, opts ...grpc.CallOption) (*InitProducerIdResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InitProducerIdResponse)
+	err := c.cc.Invoke(ctx, BrokerService_InitProducerId_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
 // for forward compatibility.
@@ -196,6 +211,10 @@ type BrokerServiceServer interface {
 	OffsetForLeaderEpoch(context.Context, *OffsetForLeaderEpochRequest) (*OffsetForLeaderEpochResponse, error)
 	// Moves partitions' log start offsets forward.
 	DeleteRecords(context.Context, *DeleteRecordsRequest) (*DeleteRecordsResponse, error)
+	// A producer id for an idempotent producer (Kafka's InitProducerId without
+	// transactions): the broker hands ids out of blocks the active controller
+	// allocates (AllocateProducerIds), so no id is ever given twice.
+	InitProducerId(context.Context, *InitProducerIdRequest) (*InitProducerIdResponse, error)
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -226,6 +245,9 @@ func (UnimplementedBrokerServiceServer) OffsetForLeaderEpoch(context.Context, *O
 }
 func (UnimplementedBrokerServiceServer) DeleteRecords(context.Context, *DeleteRecordsRequest) (*DeleteRecordsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteRecords not implemented")
+}
+func (UnimplementedBrokerServiceServer) InitProducerId(context.Context, *InitProducerIdRequest) (*InitProducerIdResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InitProducerId not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -367,6 +389,24 @@ func _BrokerService_DeleteRecords_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerService_InitProducerId_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InitProducerIdRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).InitProducerId(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_InitProducerId_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).InitProducerId(ctx, req.(*InitProducerIdRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -397,6 +437,10 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteRecords",
 			Handler:    _BrokerService_DeleteRecords_Handler,
+		},
+		{
+			MethodName: "InitProducerId",
+			Handler:    _BrokerService_InitProducerId_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
