@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -115,7 +116,7 @@ type FetcherManager struct {
 	cfg         FetcherConfig
 	logger      *slog.Logger
 	onAppend    func(p *Partition)
-	throttle    *fetchThrottle // nil when off
+	throttle    atomic.Pointer[fetchThrottle] // nil when off; SetThrottle swaps it
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -149,13 +150,31 @@ func NewFetcherManager(brokerID int32, brokerEpoch func() int64,
 	cfg = cfg.withDefaults()
 	m := &FetcherManager{brokerID: brokerID, brokerEpoch: brokerEpoch, dial: dial, cfg: cfg,
 		logger: logger.With("component", "replica-fetcher"), onAppend: onAppend}
-	if cfg.ThrottleBytesPerSec > 0 {
-		m.throttle = newFetchThrottle(cfg.ThrottleBytesPerSec, cfg.MaxWait+fetcherThrottleSlack, nil)
-	}
+	m.SetThrottle(cfg.ThrottleBytesPerSec)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.mu.sources = map[int32]*fetcherSource{}
 	m.mu.owner = map[*Partition]*fetcherSource{}
 	return m
+}
+
+// SetThrottle changes the bytes/s cap of throttled partitions' traffic
+// (0: off), from the next fetch on. The same rate keeps the current bucket.
+func (m *FetcherManager) SetThrottle(bytesPerSec int64) {
+	cur := m.throttle.Load()
+	switch {
+	case bytesPerSec <= 0:
+		m.throttle.Store(nil)
+	case cur == nil || int64(cur.rate) != bytesPerSec:
+		m.throttle.Store(newFetchThrottle(bytesPerSec, m.cfg.MaxWait+fetcherThrottleSlack, nil))
+	}
+}
+
+// Throttle is the current bytes/s cap of throttled traffic, 0 when off.
+func (m *FetcherManager) Throttle() int64 {
+	if t := m.throttle.Load(); t != nil {
+		return int64(t.rate)
+	}
+	return 0
 }
 
 // AddPartition (re)starts following p from broker leaderID at leaderAddr:
@@ -503,7 +522,8 @@ type fetcherEntry struct {
 	fp       *fetcherPartition
 	st       PartitionState
 	offset   int64 // fetch_offset: the log end when the request was made
-	reserved int64 // throttle bytes reserved
+	reserved int64 // throttle bytes reserved (from th)
+	th       *fetchThrottle
 	done     bool
 }
 
@@ -520,6 +540,7 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 		MaxWaitMs: int32(cfg.MaxWait / time.Millisecond), MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes}
 	topics := map[string]*pb.FetchTopic{}
 	truncPending := false
+	th := s.m.throttle.Load()
 	s.mu.Lock()
 	for _, fp := range s.mu.parts {
 		st, ok := s.readyLocked(fp, now)
@@ -533,14 +554,14 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 		}
 		maxBytes := int64(cfg.PartitionMaxBytes)
 		var reserved int64
-		if fp.throttled && s.m.throttle != nil {
-			if reserved = s.m.throttle.reserve(maxBytes); reserved == 0 {
-				idle = min(idle, max(s.m.throttle.delay(), time.Millisecond))
+		if fp.throttled && th != nil {
+			if reserved = th.reserve(maxBytes); reserved == 0 {
+				idle = min(idle, max(th.delay(), time.Millisecond))
 				continue
 			}
 			maxBytes = reserved
 		}
-		e := &fetcherEntry{fp: fp, st: st, offset: fp.p.Log().LogEndOffset(), reserved: reserved}
+		e := &fetcherEntry{fp: fp, st: st, offset: fp.p.Log().LogEndOffset(), reserved: reserved, th: th}
 		entries = append(entries, e)
 		byKey[fetcherKey{st.Topic, st.Index}] = e
 		t := topics[st.Topic]
@@ -564,7 +585,7 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 	defer func() { // give back what was reserved and not settled
 		for _, e := range entries {
 			if !e.done && e.reserved > 0 {
-				s.m.throttle.settle(e.reserved, 0)
+				e.th.settle(e.reserved, 0)
 			}
 		}
 	}()
@@ -590,7 +611,7 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 			}
 			e.done = true
 			if e.reserved > 0 {
-				s.m.throttle.settle(e.reserved, int64(len(r.GetRecords())))
+				e.th.settle(e.reserved, int64(len(r.GetRecords())))
 			}
 			got += len(r.GetRecords())
 			if r.GetErrorCode() != pb.ErrorCode_NONE {

@@ -74,6 +74,7 @@ func (b *Broker) followMetadata() {
 		if caughtUpOnce && applied != img {
 			b.replicas.apply(img)
 			b.groups.onImage(img)
+			b.applyThrottleConfig(img)
 			applied = img
 		}
 		if b.image.Load() != img {

@@ -1,9 +1,44 @@
 package broker
 
 import (
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/stratalog/strata/raftfsm"
 )
+
+// ThrottleConfigKey is the dynamic broker config that caps, in bytes/s, the
+// replication traffic this broker fetches for partitions being reassigned to
+// it (Kafka's follower.replication.throttled.rate). Set for one broker
+// (resource name: its id) or for all (resource name ""), it overrides
+// Config.Fetcher.ThrottleBytesPerSec (`strata server --replication-throttle`)
+// at once, without a restart; deleted, the static value applies again.
+// `strata reassign execute --throttle` sets it on the brokers receiving
+// replicas and `reassign verify` removes it once the reassignment is done.
+const ThrottleConfigKey = "follower.replication.throttled.rate"
+
+// applyThrottleConfig sets the fetchers' throttle from the image's broker
+// configs (this broker's, else the cluster default, else the static one).
+func (b *Broker) applyThrottleConfig(img *raftfsm.Image) {
+	rate := b.cfg.Fetcher.ThrottleBytesPerSec
+	v, ok := img.BrokerConfig(strconv.Itoa(int(b.cfg.NodeID)), ThrottleConfigKey)
+	if !ok {
+		v, ok = img.BrokerConfig("", ThrottleConfigKey)
+	}
+	if ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			b.log.Warn("broker: ignoring a bad "+ThrottleConfigKey, "value", v)
+		} else {
+			rate = n
+		}
+	}
+	if rate != b.fetchers.Throttle() {
+		b.log.Info("broker: replication throttle", "bytes_per_sec", rate)
+		b.fetchers.SetThrottle(rate)
+	}
+}
 
 // fetchThrottle is a token bucket in bytes for replication traffic that is
 // throttled (reassignment): every fetcher source shares one, so the rate
@@ -86,3 +121,7 @@ func (t *fetchThrottle) delay() time.Duration {
 	}
 	return time.Duration((1 - t.mu.tokens) / t.rate * float64(time.Second))
 }
+
+// ReplicationThrottle is the bytes/s cap now applied to this broker's
+// throttled replication traffic (0: none).
+func (b *Broker) ReplicationThrottle() int64 { return b.fetchers.Throttle() }

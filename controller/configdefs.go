@@ -170,6 +170,8 @@ var brokerOnlyConfigs = defs(
 		doc: "A follower not caught up for this long leaves the ISR."},
 	configDef{key: "auto.create.topics.enable", typ: typeBool, def: "false",
 		doc: "Create unknown topics on first use."},
+	configDef{key: "follower.replication.throttled.rate", typ: typeLong, def: "0", min: 0, max: maxInt64,
+		doc: "Bytes/s cap on the replication traffic a broker fetches for partitions being reassigned to it; 0: none. Applied at once; overrides strata server --replication-throttle while set."},
 )
 
 // brokerConfigs maps every broker-level key to its def (topic defaults under

@@ -19,8 +19,11 @@ func newReassignCancelCmd(g *globalOptions) *cobra.Command {
 		Long: `Cancel the reassignments in progress of the plan's partitions: each goes back
 to its original replicas (replicas being added leave). A partition that is not
 being reassigned is reported as not_in_progress and is no error. Exit 1 if a
-cancel was refused (e.g. no original replica is in sync any more).
-JSON: {"results":[{"topic","partition","result":"cancelled|not_in_progress|failed","error"}]}.`,
+cancel was refused (e.g. no original replica is in sync any more). The
+replication throttle that execute --throttle set is removed from the plan's
+brokers.
+JSON: {"results":[{"topic","partition","result":"cancelled|not_in_progress|failed","error"}],
+"throttle_removed":[broker ids]}.`,
 		Example: `  strata reassign cancel --plan plan.json`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,9 +40,14 @@ JSON: {"results":[{"topic","partition","result":"cancelled|not_in_progress|faile
 				if err != nil {
 					return clusterError("cancel reassignments", err)
 				}
+				removed, err := clearThrottle(ctx, a, planBrokers(p))
+				if err != nil {
+					return err
+				}
 				out := struct {
-					Results []reassignOutcome `json:"results"`
-				}{Results: []reassignOutcome{}}
+					Results         []reassignOutcome `json:"results"`
+					ThrottleRemoved []int32           `json:"throttle_removed"`
+				}{Results: []reassignOutcome{}, ThrottleRemoved: orEmpty(removed)}
 				failed := 0
 				var firstErr error
 				for _, r := range res {
@@ -56,7 +64,12 @@ JSON: {"results":[{"topic","partition","result":"cancelled|not_in_progress|faile
 					}
 					out.Results = append(out.Results, oc)
 				}
-				if err := g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) { reassignTable(tw, out.Results) }); err != nil {
+				if err := g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
+					reassignTable(tw, out.Results)
+					if len(removed) > 0 {
+						fmt.Fprintf(tw, "\nReplication throttle removed from brokers %s.\n", ints(removed))
+					}
+				}); err != nil {
 					return err
 				}
 				if failed > 1 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stratalog/strata/broker"
 	"github.com/stratalog/strata/client"
 )
 
@@ -40,18 +41,21 @@ gets the new target instead.
 The current assignment of the plan's partitions is printed first: keep it to
 roll back. Exit 1 if a partition was refused (the others still start).
 
-Throttling: --throttle is NOT supported. The replication throttle is a broker
-setting, not a per-reassignment one: start the brokers with
-strata server --replication-throttle BYTES_PER_S to cap the bytes/s that
-replicas being added fetch. Passing --throttle is refused (exit 2) rather
-than ignored, so no one believes a reassignment is throttled when it is not.
+--throttle BYTES_PER_S caps the replication traffic of the move: it sets the
+dynamic broker config follower.replication.throttled.rate on every broker of
+the plan's targets first (brokers apply it at once to the fetches of replicas
+being added, all partitions of a broker together), and strata reassign verify
+removes it once every partition is done (cancel removes it too). It overrides
+strata server --replication-throttle while set.
 
-JSON: {"current":PLAN,"results":[{"topic","partition","result":"started|failed","error"}]}.`,
-		Example: `  strata reassign execute --plan plan.json`,
-		Args:    noArgs,
+JSON: {"current":PLAN,"throttle":{"bytes_per_sec","brokers"}|null,
+"results":[{"topic","partition","result":"started|failed","error"}]}.`,
+		Example: `  strata reassign execute --plan plan.json
+  strata reassign execute --plan plan.json --throttle 10000000   # 10 MB/s per receiving broker`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("throttle") {
-				return usagef("--throttle is not supported per reassignment: the throttle is a broker setting; start the brokers with --replication-throttle %d (bytes/s) and run execute without --throttle", o.throttle)
+			if cmd.Flags().Changed("throttle") && o.throttle <= 0 {
+				return usagef("--throttle must be a positive number of bytes/s, got %d (leave it out for no throttle)", o.throttle)
 			}
 			plan, err := readPlan(o.plan)
 			if err != nil {
@@ -62,6 +66,13 @@ JSON: {"current":PLAN,"results":[{"topic","partition","result":"started|failed",
 				if err != nil {
 					return err
 				}
+				var throttle *throttleSetting
+				if o.throttle > 0 {
+					throttle = &throttleSetting{BytesPerSec: o.throttle, Brokers: planBrokers(plan)}
+					if err := setThrottle(ctx, a, throttle.Brokers, o.throttle); err != nil {
+						return err
+					}
+				}
 				var rs []client.Reassignment
 				for _, p := range plan.Partitions {
 					rs = append(rs, client.Reassignment{TopicPartition: p.tp(), Replicas: p.Replicas})
@@ -71,9 +82,10 @@ JSON: {"current":PLAN,"results":[{"topic","partition","result":"started|failed",
 					return clusterError("start reassignments", err)
 				}
 				out := struct {
-					Current *reassignPlan     `json:"current"`
-					Results []reassignOutcome `json:"results"`
-				}{Current: current, Results: []reassignOutcome{}}
+					Current  *reassignPlan     `json:"current"`
+					Throttle *throttleSetting  `json:"throttle"`
+					Results  []reassignOutcome `json:"results"`
+				}{Current: current, Throttle: throttle, Results: []reassignOutcome{}}
 				failed := 0
 				var firstErr error
 				for _, r := range res {
@@ -95,6 +107,10 @@ JSON: {"current":PLAN,"results":[{"topic","partition","result":"started|failed",
 				}
 				if err := g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
 					reassignTable(tw, out.Results)
+					if throttle != nil {
+						fmt.Fprintf(tw, "\nReplication throttled to %d bytes/s on brokers %s (%s; verify removes it when done).\n",
+							throttle.BytesPerSec, ints(throttle.Brokers), broker.ThrottleConfigKey)
+					}
 					if failed < len(out.Results) {
 						fmt.Fprintln(tw, "\nFollow the progress with: strata reassign verify --plan", o.plan)
 					}
@@ -110,8 +126,14 @@ JSON: {"current":PLAN,"results":[{"topic","partition","result":"started|failed",
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.plan, "plan", "", "the plan file (required)")
-	f.Int64Var(&o.throttle, "throttle", 0, "NOT SUPPORTED (refused): use strata server --replication-throttle BYTES_PER_S on the brokers")
+	f.Int64Var(&o.throttle, "throttle", 0, "cap in bytes/s on the replication traffic each receiving broker fetches for the move (removed by verify once done)")
 	return cmd
+}
+
+// throttleSetting is the throttle execute set (JSON names stable).
+type throttleSetting struct {
+	BytesPerSec int64   `json:"bytes_per_sec"`
+	Brokers     []int32 `json:"brokers"`
 }
 
 // currentAssignment is the plan's partitions' replicas now (unknown

@@ -43,9 +43,11 @@ func newReassignVerifyCmd(g *globalOptions) *cobra.Command {
                (never started, cancelled, replaced) or the partition is unknown
 
 Exit 0 once every partition is done; 1 while some are in progress or failed
-(run it again, or execute the plan again for failed ones).
+(run it again, or execute the plan again for failed ones). Once every
+partition is done, the replication throttle that execute --throttle set is
+removed from the plan's brokers.
 JSON: {"done":bool,"partitions":[{"topic","partition","state","target",
-"replicas","adding","removing","detail"}]}.`,
+"replicas","adding","removing","detail"}],"throttle_removed":[broker ids]}.`,
 		Example: `  strata reassign verify --plan plan.json`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,13 +65,24 @@ JSON: {"done":bool,"partitions":[{"topic","partition","state","target",
 					counts[s.State]++
 				}
 				out := struct {
-					Done       bool            `json:"done"`
-					Partitions []reassignState `json:"partitions"`
-				}{Done: counts[stateDone] == len(states), Partitions: states}
+					Done            bool            `json:"done"`
+					Partitions      []reassignState `json:"partitions"`
+					ThrottleRemoved []int32         `json:"throttle_removed"`
+				}{Done: counts[stateDone] == len(states), Partitions: states, ThrottleRemoved: []int32{}}
+				if out.Done {
+					removed, err := clearThrottle(ctx, a, planBrokers(p))
+					if err != nil {
+						return err
+					}
+					out.ThrottleRemoved = orEmpty(removed)
+				}
 				if err := g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
 					fmt.Fprintln(tw, "TOPIC\tPARTITION\tSTATE\tREPLICAS\tTARGET\tDETAIL")
 					for _, s := range states {
 						fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.Topic, s.Partition, s.State, ints(s.Replicas), ints(s.Target), s.Detail)
+					}
+					if len(out.ThrottleRemoved) > 0 {
+						fmt.Fprintf(tw, "\nReplication throttle removed from brokers %s.\n", ints(out.ThrottleRemoved))
 					}
 				}); err != nil {
 					return err

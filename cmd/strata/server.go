@@ -106,7 +106,7 @@ lines (# starts a comment); flags on the command line win.`,
 	f.StringVar(&o.brokerAddr, "broker-addr", broker.DefaultAddr, "listen address of the broker's gRPC service (clients and replication)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9644", "listen address for /metrics, /healthz, /readyz and /debug/pprof/ (empty: off)")
 	f.StringVar(&o.rack, "rack", "", "the broker's rack, for rack-aware replica placement")
-	f.Int64Var(&o.throttle, "replication-throttle", 0, "bytes/s cap on replication traffic of partitions being reassigned to this broker (0: none)")
+	f.Int64Var(&o.throttle, "replication-throttle", 0, "bytes/s cap on replication traffic of partitions being reassigned to this broker (0: none); the dynamic config follower.replication.throttled.rate (reassign execute --throttle) overrides it while set")
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes use to reach this controller (default: --controller-addr)")
 	f.StringVar(&o.quorum, "quorum", "", "controller voters: id@host:port,... (identical on every voter)")
 	f.StringVar(&o.timeouts, "raft-timeouts", "default", `Raft timeout profile: "default" (hashicorp/raft's, ~1 s) or "tuned" (LAN, ~150 ms)`)
