@@ -256,6 +256,9 @@ func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func
 					q.sent--
 					q.reset = true // its sequence numbers may or may not be stored
 				}
+				for _, b := range popAckedLocked(q) {
+					expired = append(expired, &expiredBatch{b: b, acked: true})
+				}
 			}
 			if len(q.batches) == 0 {
 				if !a.idempotent {
@@ -264,7 +267,9 @@ func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func
 				continue
 			}
 			if q.reset || q.split != nil {
-				a.resetLocked(q)
+				for _, b := range a.resetLocked(q) {
+					expired = append(expired, &expiredBatch{b: b, acked: true})
+				}
 			}
 		}
 		if q.inFlight >= a.perPartition || (q.retrying && q.inFlight > 0) || q.reset {
@@ -381,8 +386,11 @@ func (a *accumulator) resendLocked(tp topicPartition, q *partQueue) drained {
 
 // resetLocked starts q's sequence over with the next epoch (idempotent) or
 // puts the failed batches back to be regrouped (not idempotent), after a
-// MESSAGE_TOO_LARGE split if one waits. Nothing of q is in flight.
-func (a *accumulator) resetLocked(q *partQueue) {
+// MESSAGE_TOO_LARGE split if one waits. Nothing of q is in flight. It
+// returns the acknowledged batches it took out of the queue (stored: to
+// complete), which only a leader that lost the producer's state leaves
+// behind an unacknowledged one.
+func (a *accumulator) resetLocked(q *partQueue) []*batch {
 	if q.split != nil {
 		if i := slices.Index(q.batches[:q.sent], q.split); i >= 0 {
 			if children := a.splitBatch(q.split); children != nil {
@@ -394,16 +402,36 @@ func (a *accumulator) resetLocked(q *partQueue) {
 		}
 		q.split = nil
 	}
-	// Acknowledged batches are never left at the head, so with nothing
-	// in flight every sent batch is one to send again.
-	for _, b := range q.batches[:q.sent] {
-		b.state, b.unit, b.seq = stateUnsent, 0, -1
+	var acked []*batch
+	keep := q.batches[:0:0]
+	for i, b := range q.batches {
+		if i < q.sent && b.state == stateAcked {
+			acked = append(acked, b)
+			continue
+		}
+		if i < q.sent {
+			b.state, b.unit, b.seq = stateUnsent, 0, -1
+		}
+		keep = append(keep, b)
 	}
+	q.batches = keep
 	q.sent, q.retrying, q.reset = 0, false, false
 	if a.idempotent {
 		q.epoch++ // wraps to a negative epoch after 32767 resets: the leader refuses it (INVALID_PRODUCER_EPOCH)
 		q.nextSeq = 0
 	}
+	return acked
+}
+
+// popAckedLocked removes the acknowledged batches at the head of q.
+func popAckedLocked(q *partQueue) []*batch {
+	var done []*batch
+	for q.sent > 0 && q.batches[0].state == stateAcked {
+		done = append(done, q.batches[0])
+		q.batches = q.batches[1:]
+		q.sent--
+	}
+	return done
 }
 
 // readyLocked: a batch is ready when it is full (or followed by another),
@@ -413,10 +441,12 @@ func (a *accumulator) readyLocked(b *batch, left int, now time.Time, f drainFlag
 }
 
 // expiredBatch is a batch whose delivery timeout passed, with the last
-// error its partition saw (nil if it was never sent).
+// error its partition saw (nil if it was never sent); or, with acked, one
+// that was stored and is to complete with its offsets.
 type expiredBatch struct {
 	b       *batch
 	lastErr error
+	acked   bool
 }
 
 // unitIndex is where d's unit starts in q, or -1.
@@ -450,12 +480,7 @@ func (a *accumulator) succeeded(d drained, base, appendTime int64) []*batch {
 	}
 	q.inFlight--
 	q.attempts, q.lastErr = 0, nil
-	var done []*batch
-	for q.sent > 0 && q.batches[0].state == stateAcked {
-		done = append(done, q.batches[0])
-		q.batches = q.batches[1:]
-		q.sent--
-	}
+	done := popAckedLocked(q)
 	if q.retrying && !slices.ContainsFunc(q.batches[:q.sent], func(b *batch) bool { return b.state == stateResend }) {
 		q.retrying = false
 	}
@@ -476,8 +501,9 @@ const (
 )
 
 // failed records a failed attempt of d's unit and returns the batches to
-// fail now (failForGood only).
-func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.Time) []*batch {
+// fail now (failForGood only) and the acknowledged ones that it left at
+// the head (to complete).
+func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.Time) (fail, done []*batch) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	q := a.mu.queues[d.tp]
@@ -486,7 +512,7 @@ func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.T
 	q.lastErr = err
 	i := unitIndex(q, d)
 	if i < 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(d.batches)
 	switch kind {
@@ -496,7 +522,7 @@ func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.T
 		// The sequence has a hole now: the next unit would be refused.
 		q.reset = q.reset || a.idempotent
 		q.attempts, q.retryAt = 0, time.Time{}
-		return d.batches
+		return d.batches, popAckedLocked(q)
 	case failSplit:
 		if n > 1 {
 			q.single = true
@@ -518,7 +544,7 @@ func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.T
 			q.reset = true // regroup what failed with what came since
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // attemptsOf is how many times tp's units have failed since the last success.

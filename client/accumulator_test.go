@@ -113,7 +113,7 @@ func TestAccumulatorRetryAndExpiry(t *testing.T) {
 	}
 	later := mustAppend(t, a, tp, now.Add(10*time.Millisecond), []byte("y"))
 	errNL := &Error{Code: 26, Retriable: true}
-	if got := a.failed(reqs["b"][0], errNL, failRetry, now.Add(100*time.Millisecond)); got != nil {
+	if got, _ := a.failed(reqs["b"][0], errNL, failRetry, now.Add(100*time.Millisecond)); got != nil {
 		t.Fatalf("retry returned batches to fail: %v", got)
 	}
 	if n := a.attemptsOf(tp); n != 1 {

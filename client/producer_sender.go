@@ -59,6 +59,10 @@ func (p *Producer) runSender() {
 			}
 		}
 		for _, e := range expired {
+			if e.acked {
+				p.complete(e.b, e.b.ackBase, e.b.ackTime, nil)
+				continue
+			}
 			err := fmt.Errorf("%w: %d records for %s-%d not acknowledged within DeliveryTimeout %v (never sent: no leader reachable)",
 				ErrDeliveryTimeout, e.b.count, e.b.tp.topic, e.b.tp.partition, p.cfg.DeliveryTimeout)
 			if e.lastErr != nil {
@@ -279,13 +283,16 @@ func (p *Producer) settle(r *produceResult) {
 		if kind == failRetry || kind == failReset {
 			back = p.backoff(attempts)
 		}
-		failed := p.acc.failed(d, err, kind, now.Add(back))
+		failed, acked := p.acc.failed(d, err, kind, now.Add(back))
 		if !retry && retriable && !now.Before(d.batches[0].deadline) {
 			err = fmt.Errorf("%w: records for %s-%d not acknowledged within DeliveryTimeout %v (%d attempts): %w",
 				ErrDeliveryTimeout, d.tp.topic, d.tp.partition, p.cfg.DeliveryTimeout, attempts, err)
 		}
 		for _, b := range failed {
 			p.complete(b, -1, -1, err)
+		}
+		for _, b := range acked {
+			p.complete(b, b.ackBase, b.ackTime, nil)
 		}
 	}
 	if refresh {
