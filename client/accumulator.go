@@ -494,10 +494,10 @@ func (a *accumulator) succeeded(d drained, base, appendTime int64) []*batch {
 type failKind uint8
 
 const (
-	failRetry     failKind = iota // resend as it was, after retryAt
-	failReset                     // resend after a sequence reset (regrouped, epoch+1)
-	failSplit                     // MESSAGE_TOO_LARGE: split or send batches one by one, then reset
-	failForGood                   // its records fail; the partition's sequence is reset
+	failRetry   failKind = iota // resend as it was, after retryAt
+	failReset                   // resend after a sequence reset (regrouped, epoch+1)
+	failSplit                   // MESSAGE_TOO_LARGE: split or send batches one by one, then reset
+	failForGood                 // its records fail; the partition's sequence is reset
 )
 
 // failed records a failed attempt of d's unit and returns the batches to

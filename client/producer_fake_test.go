@@ -26,19 +26,19 @@ type fakeBroker struct {
 	partitions int32
 	delay      time.Duration
 
-	mu       sync.Mutex
-	fail     func(partition int32, attempt int) pb.ErrorCode // nil: always succeed
+	mu   sync.Mutex
+	fail func(partition int32, attempt int) pb.ErrorCode // nil: always succeed
 	// failAfter answers an error for records it stored (a lost answer, an
 	// acks=all timeout): the producer resends what is stored already.
 	failAfter func(partition int32, attempt int) pb.ErrorCode
 	attempts  map[int32]int
 	seqs      map[int32]*fakeSeqState // idempotent producers' state per partition
 	pids      int64
-	log      map[int32][]string
-	inflight int
-	maxIn    int
-	partIn   map[int32]int
-	maxPart  int
+	log       map[int32][]string
+	inflight  int
+	maxIn     int
+	partIn    map[int32]int
+	maxPart   int
 
 	metadataCalls int
 }
