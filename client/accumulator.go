@@ -28,11 +28,12 @@ type batch struct {
 	built    record.Batch
 
 	// In the partition's queue (see partQueue).
-	state   uint8
-	unit    int   // on a unit's first batch: the unit's batch count
-	seq     int32 // idempotent: the first record's sequence; -1 unassigned
-	ackBase int64 // stored at (stateAcked)
-	ackTime int64
+	state    uint8
+	unit     int   // on a unit's first batch: the unit's batch count
+	seq      int32 // idempotent: the first record's sequence; -1 unassigned
+	attempts int   // failed sends that counted (see accumulator.failed)
+	ackBase  int64 // stored at (stateAcked)
+	ackTime  int64
 
 	done       chan struct{}
 	base       int64 // offset of its first record; -1 with acks=0
@@ -99,7 +100,6 @@ type partQueue struct {
 	reset    bool // reset the sequence once nothing is in flight
 	split    *batch
 	retryAt  time.Time
-	attempts int // failed attempts since the last success
 	lastErr  error
 	single   bool // send one batch per request (after MESSAGE_TOO_LARGE)
 }
@@ -479,7 +479,7 @@ func (a *accumulator) succeeded(d drained, base, appendTime int64) []*batch {
 		}
 	}
 	q.inFlight--
-	q.attempts, q.lastErr = 0, nil
+	q.lastErr = nil
 	done := popAckedLocked(q)
 	if q.retrying && !slices.ContainsFunc(q.batches[:q.sent], func(b *batch) bool { return b.state == stateResend }) {
 		q.retrying = false
@@ -503,13 +503,20 @@ const (
 // failed records a failed attempt of d's unit and returns the batches to
 // fail now (failForGood only) and the acknowledged ones that it left at
 // the head (to complete).
-func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.Time) (fail, done []*batch) {
+//
+// counted says whether the failure counts as an attempt of the unit's
+// batches (a unit refused only because one before it failed does not).
+func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.Time, counted bool) (fail, done []*batch) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	q := a.mu.queues[d.tp]
 	q.inFlight--
-	q.attempts++
 	q.lastErr = err
+	if counted {
+		for _, b := range d.batches {
+			b.attempts++
+		}
+	}
 	i := unitIndex(q, d)
 	if i < 0 {
 		return nil, nil
@@ -521,7 +528,7 @@ func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.T
 		q.sent -= n
 		// The sequence has a hole now: the next unit would be refused.
 		q.reset = q.reset || a.idempotent
-		q.attempts, q.retryAt = 0, time.Time{}
+		q.retryAt = time.Time{}
 		return d.batches, popAckedLocked(q)
 	case failSplit:
 		if n > 1 {
@@ -547,14 +554,11 @@ func (a *accumulator) failed(d drained, err error, kind failKind, retryAt time.T
 	return nil, nil
 }
 
-// attemptsOf is how many times tp's units have failed since the last success.
-func (a *accumulator) attemptsOf(tp topicPartition) int {
+// attemptsOf is how many times d's first batch has failed so far.
+func (a *accumulator) attemptsOf(d drained) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if q := a.mu.queues[tp]; q != nil {
-		return q.attempts
-	}
-	return 0
+	return d.batches[0].attempts
 }
 
 // incomplete lists the done channels of every batch not yet completed.

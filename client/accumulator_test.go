@@ -113,10 +113,10 @@ func TestAccumulatorRetryAndExpiry(t *testing.T) {
 	}
 	later := mustAppend(t, a, tp, now.Add(10*time.Millisecond), []byte("y"))
 	errNL := &Error{Code: 26, Retriable: true}
-	if got, _ := a.failed(reqs["b"][0], errNL, failRetry, now.Add(100*time.Millisecond)); got != nil {
+	if got, _ := a.failed(reqs["b"][0], errNL, failRetry, now.Add(100*time.Millisecond), true); got != nil {
 		t.Fatalf("retry returned batches to fail: %v", got)
 	}
-	if n := a.attemptsOf(tp); n != 1 {
+	if n := a.attemptsOf(reqs["b"][0]); n != 1 {
 		t.Fatalf("attempts %d", n)
 	}
 	// Backoff: not before retryAt; then the failed batch first, with the later one.
@@ -128,7 +128,7 @@ func TestAccumulatorRetryAndExpiry(t *testing.T) {
 	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 2 || d[0].batches[0] != first.b || d[0].batches[1] != later.b {
 		t.Fatalf("resend %+v", reqs)
 	}
-	a.failed(reqs["b"][0], errNL, failRetry, now)
+	a.failed(reqs["b"][0], errNL, failRetry, now, true)
 	// Past the delivery timeout the batches expire with the last error.
 	_, exp, _ := a.drain(now.Add(time.Second+10*time.Millisecond), drainFlags{}, 1<<20, func(topicPartition) string { return "" })
 	if len(exp) != 2 || exp[0].b != first.b || !errors.Is(exp[0].lastErr, errNL) {
@@ -202,7 +202,7 @@ func TestAccumulatorSplit(t *testing.T) {
 	}
 	tooLarge := &Error{Code: 10}
 	// A batch that was never built is not split: it goes again alone.
-	a.failed(reqs["b"][0], tooLarge, failSplit, now)
+	a.failed(reqs["b"][0], tooLarge, failSplit, now, true)
 	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
 	if d := reqs["b"]; len(d) != 1 || len(d[0].batches) != 1 || d[0].batches[0] != parent || parent.children != nil {
 		t.Fatalf("unbuilt batch: %+v", reqs)
@@ -212,7 +212,7 @@ func TestAccumulatorSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	parent.built = built
-	a.failed(reqs["b"][0], tooLarge, failSplit, now)
+	a.failed(reqs["b"][0], tooLarge, failSplit, now, true)
 	// The halves are at the head, sent one per request.
 	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
 	if len(parent.children) != 2 || parent.children[0].count != 3 || parent.children[1].count != 2 || parent.children[1].first != 3 {
@@ -238,7 +238,7 @@ func TestAccumulatorSplit(t *testing.T) {
 		t.Fatal("second half not drained")
 	}
 	c.built, _ = c.builder.Build()
-	a.failed(reqs["b"][0], tooLarge, failSplit, now)
+	a.failed(reqs["b"][0], tooLarge, failSplit, now, true)
 	reqs, _, _ = a.drain(now, drainFlags{}, 1<<20, allTo("b"))
 	if len(c.children) != 2 || c.children[0].count != 1 || reqs["b"][0].batches[0] != c.children[0] {
 		t.Fatalf("second split: %+v", c.children)

@@ -254,6 +254,7 @@ func (p *Producer) settle(r *produceResult) {
 		isErr := errors.As(err, &e)
 		retriable := isErr && e.Retriable
 		kind := failRetry
+		counted := true
 		switch {
 		case isErr && e.Code == pb.ErrorCode_MESSAGE_TOO_LARGE && (len(d.batches) > 1 || d.batches[0].count > 1):
 			// Resend the batches one by one, or split the one batch in
@@ -267,11 +268,16 @@ func (p *Producer) settle(r *produceResult) {
 			retriable = true
 			if p.acc.isHead(d) {
 				kind = failReset
+			} else {
+				counted = false
 			}
 		}
-		attempts := p.acc.attemptsOf(d.tp) + 1
+		attempts := p.acc.attemptsOf(d)
+		if counted {
+			attempts++
+		}
 		retry := retriable && p.rpcCtx.Err() == nil &&
-			(p.cfg.Retries == 0 || (p.cfg.Retries > 0 && attempts <= p.cfg.Retries)) &&
+			(p.cfg.Retries == 0 || !counted || (p.cfg.Retries > 0 && attempts <= p.cfg.Retries)) &&
 			now.Before(d.batches[0].deadline)
 		if retriable {
 			refresh = true
@@ -281,9 +287,9 @@ func (p *Producer) settle(r *produceResult) {
 		}
 		back := time.Duration(0)
 		if kind == failRetry || kind == failReset {
-			back = p.backoff(attempts)
+			back = p.backoff(max(attempts, 1))
 		}
-		failed, acked := p.acc.failed(d, err, kind, now.Add(back))
+		failed, acked := p.acc.failed(d, err, kind, now.Add(back), counted)
 		if !retry && retriable && !now.Before(d.batches[0].deadline) {
 			err = fmt.Errorf("%w: records for %s-%d not acknowledged within DeliveryTimeout %v (%d attempts): %w",
 				ErrDeliveryTimeout, d.tp.topic, d.tp.partition, p.cfg.DeliveryTimeout, attempts, err)
