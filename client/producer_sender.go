@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	pb "github.com/stratalog/strata/proto/strata/v1"
@@ -159,6 +160,16 @@ func (p *Producer) produce(addr string, parts []drained) {
 	r := &produceResult{addr: addr, parts: parts}
 	defer func() { p.results <- r }()
 	req := &pb.ProduceRequest{Acks: p.cfg.Acks.Wire(), TimeoutMs: int32(p.cfg.RequestTimeout / time.Millisecond)}
+	// Partitions in one order in every request: a leader appends them in
+	// request order, and a batch ahead of its sequence waits there for an
+	// earlier request; the same order in all requests means two requests
+	// never wait for each other.
+	slices.SortFunc(parts, func(a, b drained) int {
+		if c := strings.Compare(a.tp.topic, b.tp.topic); c != 0 {
+			return c
+		}
+		return int(a.tp.partition) - int(b.tp.partition)
+	})
 	topics := map[string]*pb.ProduceTopic{}
 	for _, d := range parts {
 		var records []byte
