@@ -300,6 +300,12 @@ func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func
 				wake(head.created.Add(a.linger))
 				continue
 			}
+			if q.inFlight > 0 && !f.flush && !f.exhausted && !a.fullRequestLocked(q, now, maxBytes) {
+				// One request is on its way: the next goes once it can be a
+				// full one (or the first comes back). Fewer, larger requests
+				// cost the broker less per byte than many small ones.
+				continue
+			}
 		}
 		addr := dest(tp)
 		if addr == "" {
@@ -356,6 +362,21 @@ func (a *accumulator) drain(now time.Time, f drainFlags, maxBytes int, dest func
 		reqs[addr] = append(reqs[addr], d)
 	}
 	return reqs, expired, next
+}
+
+// fullRequestLocked reports whether q's ready unsent batches fill at least
+// half a request of maxBytes.
+func (a *accumulator) fullRequestLocked(q *partQueue, now time.Time, maxBytes int) bool {
+	n := 0
+	for i, b := range q.batches[q.sent:] {
+		if !a.readyLocked(b, len(q.batches)-q.sent-i, now, drainFlags{}) {
+			return false
+		}
+		if n += b.builder.EstimatedSize(); n >= maxBytes/2 {
+			return true
+		}
+	}
+	return false
 }
 
 // nextSeq is the sequence after n records from s (wrapping past MaxInt32).

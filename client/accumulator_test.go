@@ -250,3 +250,49 @@ func TestAccumulatorSplit(t *testing.T) {
 		t.Fatal("split a one-record batch")
 	}
 }
+
+// TestAccumulatorPipelines: an idempotent accumulator stamps consecutive
+// sequences and keeps several units of a partition in flight, but sends a
+// second one only once it fills half a request (or on flush); a reset
+// after a failure bumps the epoch and starts the sequence over.
+func TestAccumulatorPipelines(t *testing.T) {
+	a := newAccumulator(1024, 0, time.Minute, record.BatchOptions{})
+	a.setIdempotent(5)
+	tp := topicPartition{"t", 0}
+	now := time.Now()
+	if reqs, _, _ := a.drain(now, drainFlags{}, 4096, allTo("b")); len(reqs) != 0 {
+		t.Fatal("drained before a producer id")
+	}
+	a.setProducerID(42)
+	v := make([]byte, 300)
+	for range 3 { // one batch of 3 records (~1 KiB, full)
+		mustAppend(t, a, tp, now, v)
+	}
+	reqs, _, _ := a.drain(now, drainFlags{}, 4096, allTo("b"))
+	first := reqs["b"]
+	if len(first) != 1 || first[0].producerID != 42 || first[0].epoch != 0 || first[0].seqs[0] != 0 {
+		t.Fatalf("first unit %+v", first)
+	}
+	mustAppend(t, a, tp, now, v) // a small ready batch: not half a request
+	if reqs, _, _ := a.drain(now, drainFlags{}, 4096, allTo("b")); len(reqs) != 0 {
+		t.Fatalf("a small unit went while one is in flight: %+v", reqs)
+	}
+	for range 8 {
+		mustAppend(t, a, tp, now, v)
+	}
+	reqs, _, _ = a.drain(now, drainFlags{}, 4096, allTo("b"))
+	second := reqs["b"]
+	if len(second) != 1 || second[0].seqs[0] != 3 || len(second[0].batches) < 2 {
+		t.Fatalf("second unit %+v", second)
+	}
+	// The first fails for good: the second's answer does not matter, the
+	// sequence restarts at 0 in epoch 1 with every unacknowledged batch.
+	if fail, _ := a.failed(first[0], &Error{Code: 2}, failForGood, now, true); len(fail) != 1 {
+		t.Fatalf("failed %v", fail)
+	}
+	a.failed(second[0], &Error{Code: 43, Retriable: true}, failRetry, now, false)
+	reqs, _, _ = a.drain(now, drainFlags{flush: true}, 4096, allTo("b"))
+	if d := reqs["b"]; len(d) != 1 || d[0].epoch != 1 || d[0].seqs[0] != 0 || d[0].batches[0] != second[0].batches[0] {
+		t.Fatalf("after the reset: %+v", reqs)
+	}
+}
