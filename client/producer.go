@@ -254,8 +254,10 @@ func (f *Future) result() (RecordMetadata, error) {
 // record, counted per partition. A partition leader appends a producer's
 // batches only in sequence and answers a resend of stored records with the
 // offsets they got (see storage/producerstate.go). So a partition can have
-// up to min(MaxInFlight, 5) requests in flight while a retry can neither
-// reorder nor duplicate records: records sent from one goroutine to one
+// up to min(MaxInFlight, 5) requests in flight (while one is, the next goes
+// once its ready batches fill half of MaxRequestSize: fewer, larger requests
+// cost the broker less per byte) while a retry can neither reorder nor
+// duplicate records: records sent from one goroutine to one
 // partition are stored in Send order, once. After a failure, a partition
 // sends one request at a time until the failed ones are through; when its
 // sequence is broken (a batch failed for good, or the leader lost the
