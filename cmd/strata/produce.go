@@ -21,7 +21,6 @@ type producerFlags struct {
 	batchSize       int
 	linger          time.Duration
 	deliveryTimeout time.Duration
-	maxInFlight     int
 	idempotence     bool
 }
 
@@ -32,7 +31,6 @@ func (f *producerFlags) add(cmd *cobra.Command) {
 	fs.IntVar(&f.batchSize, "batch-size", 16<<10, "bytes at which a partition's batch is sent without lingering")
 	fs.DurationVar(&f.linger, "linger", 5*time.Millisecond, "how long a batch that is not full waits for more records")
 	fs.DurationVar(&f.deliveryTimeout, "delivery-timeout", 2*time.Minute, "how long a record may take to be acknowledged, retries included")
-	fs.IntVar(&f.maxInFlight, "max-in-flight", 5, "produce requests outstanding per broker (and, idempotent, per partition: at most 5)")
 	fs.BoolVar(&f.idempotence, "idempotence", true, "idempotent producer: sequence numbers let several requests per partition be in flight while retries neither reorder nor duplicate; false: one request per partition at a time")
 }
 
@@ -50,9 +48,6 @@ func (f *producerFlags) config(g *globalOptions) (client.ProducerConfig, error) 
 	if f.batchSize <= 0 {
 		return client.ProducerConfig{}, fmt.Errorf("%w: --batch-size must be positive, got %d", errUsage, f.batchSize)
 	}
-	if f.maxInFlight <= 0 {
-		return client.ProducerConfig{}, fmt.Errorf("%w: --max-in-flight must be positive, got %d", errUsage, f.maxInFlight)
-	}
 	if f.linger < 0 || f.deliveryTimeout <= 0 {
 		return client.ProducerConfig{}, fmt.Errorf("%w: --linger must be >= 0 and --delivery-timeout positive", errUsage)
 	}
@@ -61,7 +56,7 @@ func (f *producerFlags) config(g *globalOptions) (client.ProducerConfig, error) 
 		linger = -1 // the client's "no linger"
 	}
 	return client.ProducerConfig{Acks: acks, Codec: codec, BatchSize: f.batchSize, Linger: linger,
-		DeliveryTimeout: f.deliveryTimeout, MaxBlock: g.timeout, MaxInFlight: f.maxInFlight, DisableIdempotence: !f.idempotence}, nil
+		DeliveryTimeout: f.deliveryTimeout, MaxBlock: g.timeout, DisableIdempotence: !f.idempotence}, nil
 }
 
 type produceOptions struct {
