@@ -50,6 +50,7 @@ This one binary runs servers and drives the cluster.`,
 		newGroupsCmd(&g),
 		newProduceCmd(&g),
 		newPerfCmd(&g),
+		newHealthCmd(&g),
 	)
 	return root
 }

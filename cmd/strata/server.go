@@ -37,6 +37,7 @@ type serverOptions struct {
 	dataDir        string
 	controllerAddr string
 	brokerAddr     string
+	brokerAdvert   string
 	metricsAddr    string
 	rack           string
 	throttle       int64
@@ -104,6 +105,7 @@ lines (# starts a comment); flags on the command line win.`,
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (Raft state in DIR/raft, DIR/meta.properties)")
 	f.StringVar(&o.controllerAddr, "controller-addr", controller.DefaultAddr, "listen address for Raft and the ControllerService")
 	f.StringVar(&o.brokerAddr, "broker-addr", broker.DefaultAddr, "listen address of the broker's gRPC service (clients and replication)")
+	f.StringVar(&o.brokerAdvert, "broker-advertise-addr", "", "address the broker registers for clients and other brokers (default: --broker-addr; set it when listening on 0.0.0.0)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9644", "listen address for /metrics, /healthz, /readyz and /debug/pprof/ (empty: off)")
 	f.StringVar(&o.rack, "rack", "", "the broker's rack, for rack-aware replica placement")
 	f.Int64Var(&o.throttle, "replication-throttle", 0, "bytes/s cap on replication traffic of partitions being reassigned to this broker (0: none); the dynamic config follower.replication.throttled.rate (reassign execute --throttle) overrides it while set")
@@ -173,6 +175,11 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 	if o.throttle < 0 {
 		return nil, fmt.Errorf("%w: --replication-throttle must be >= 0", errUsage)
 	}
+	if o.brokerAdvert != "" {
+		if _, port, err := net.SplitHostPort(o.brokerAdvert); err != nil || port == "" || port == "0" {
+			return nil, fmt.Errorf("%w: --broker-advertise-addr %q: want host:port with a port", errUsage, o.brokerAdvert)
+		}
+	}
 	if o.quorum == "" {
 		return nil, fmt.Errorf("%w: --quorum is required (id@host:port,... of the controller voters)", errUsage)
 	}
@@ -212,7 +219,7 @@ func startNode(ctx context.Context, o serverOptions) (*node, error) {
 			addrs = append(addrs, v.Addr)
 		}
 		n.broker, err = broker.New(broker.Config{
-			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.brokerAddr, Rack: o.rack,
+			NodeID: o.nodeID, DataDir: o.dataDir, Addr: o.brokerAddr, AdvertiseAddr: o.brokerAdvert, Rack: o.rack,
 			Controllers: addrs, Logger: n.log,
 			Fetcher: broker.FetcherConfig{ThrottleBytesPerSec: o.throttle},
 			Groups:  o.groups,
