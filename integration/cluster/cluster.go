@@ -64,11 +64,11 @@ type Config struct {
 
 // Cluster is a running set of nodes.
 type Cluster struct {
-	t    testing.TB
-	cfg  Config
-	dir  string
-	all  []*Node
-	obs  *client.Client // observation client: bootstrapped from broker proxies
+	t   testing.TB
+	cfg Config
+	dir string
+	all []*Node
+	obs *client.Client // observation client: bootstrapped from broker proxies
 
 	mu struct {
 		sync.Mutex

@@ -29,7 +29,7 @@ type Node struct {
 
 	// Real listen addresses; peers and clients use the proxies in front.
 	CtrlAddr, BrokerAddr, MetricsAddr string
-	CtrlProxy, BrokerProxy           *netproxy.Proxy // nil for a role it does not have
+	CtrlProxy, BrokerProxy            *netproxy.Proxy // nil for a role it does not have
 
 	mu struct {
 		sync.Mutex

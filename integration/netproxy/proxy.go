@@ -81,9 +81,9 @@ type Config struct {
 	Name    string // for String and errors
 	Listen  string // front address; "127.0.0.1:0" picks a port
 	Backend string // address connections are forwarded to
-	// Identify names the source of an accepted connection (by its remote
-	// address). Nil: every source is "".
-	Identify func(remote net.Addr) string
+	// Identify names the source of an accepted connection from its two
+	// ends (local: the proxy's side). Nil: every source is "".
+	Identify func(local, remote net.Addr) string
 	// DialTimeout bounds the backend dial (default 2 s).
 	DialTimeout time.Duration
 }
@@ -260,7 +260,7 @@ func (p *Proxy) serve(c net.Conn) {
 	defer p.wg.Done()
 	source := ""
 	if p.cfg.Identify != nil {
-		source = p.cfg.Identify(c.RemoteAddr())
+		source = p.cfg.Identify(c.LocalAddr(), c.RemoteAddr())
 	}
 	l := &link{source: source, front: c, done: make(chan struct{})}
 	p.mu.Lock()

@@ -41,7 +41,7 @@ type sources struct {
 }
 
 func (s *sources) set(n string) { s.mu.Lock(); s.next = n; s.mu.Unlock() }
-func (s *sources) identify(net.Addr) string {
+func (s *sources) identify(_, _ net.Addr) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.next
