@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/stratalog/strata/integration/checker"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	checker.PrintSummary(os.Stdout)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -520,3 +520,86 @@ func freeAddr(t testing.TB) string {
 	t.Fatalf("cluster: no free port in %d-%d", portLo, portHi)
 	return ""
 }
+
+// ControllerClient is a ControllerService client on n's real port.
+func (c *Cluster) ControllerClient(n *Node) (pb.ControllerServiceClient, error) {
+	return c.controllerConn(n)
+}
+
+// BrokerClient is a BrokerService client on n's real port (not through
+// its proxy).
+func (c *Cluster) BrokerClient(n *Node) (pb.BrokerServiceClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cc, ok := c.mu.conns[n.BrokerAddr]
+	if !ok {
+		var err error
+		cc, err = grpc.NewClient(n.BrokerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		c.mu.conns[n.BrokerAddr] = cc
+	}
+	return pb.NewBrokerServiceClient(cc), nil
+}
+
+// BrokerFenced asks the active controller whether broker id is fenced.
+func (c *Cluster) BrokerFenced(ctx context.Context, id int32) (bool, error) {
+	active, err := c.ActiveController(ctx)
+	if err != nil {
+		return false, err
+	}
+	cl, err := c.controllerConn(active)
+	if err != nil {
+		return false, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := cl.DescribeCluster(cctx, &pb.DescribeClusterRequest{IncludeFenced: true})
+	if err != nil {
+		return false, err
+	}
+	for _, b := range resp.Brokers {
+		if b.BrokerId == id {
+			return b.Fenced, nil
+		}
+	}
+	return true, nil // unregistered
+}
+
+// PartitionState is one partition as a broker's metadata image has it.
+type PartitionState struct {
+	Leader, LeaderEpoch int32
+	Replicas, ISR       []int32
+}
+
+// PartitionsAt reads topic's partitions from broker n's own metadata image
+// (its real port).
+func (c *Cluster) PartitionsAt(ctx context.Context, n *Node, topic string) ([]PartitionState, error) {
+	bc, err := c.BrokerClient(n)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := bc.Metadata(cctx, &pb.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range resp.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.ErrorCode != pb.ErrorCode_NONE {
+			return nil, fmt.Errorf("cluster: %s at %s: %v", topic, n.Name, t.ErrorCode)
+		}
+		out := make([]PartitionState, len(t.Partitions))
+		for _, p := range t.Partitions {
+			if int(p.Partition) < len(out) {
+				out[p.Partition] = PartitionState{Leader: p.LeaderId, LeaderEpoch: p.LeaderEpoch, Replicas: p.Replicas, ISR: p.Isr}
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("cluster: %s unknown at %s", topic, n.Name)
+}
