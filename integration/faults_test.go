@@ -332,12 +332,9 @@ func TestFaultPausedLeader(t *testing.T) {
 // records.
 func TestFaultControllerKilledDuringTopicCreation(t *testing.T) {
 	runScenario(t, scenario{name: "active controller kill -9 during topic creation", cfg: separate(), nemesis: func(ctx context.Context, r *run) error {
-		rounds := 3
-		if long() {
-			rounds = 20
-		}
 		var names []string
-		for i := range rounds {
+		end := time.Now().Add(span())
+		for i := 0; i < 3 || time.Now().Before(end); i++ {
 			active, err := r.c.WaitActiveController(ctx)
 			if err != nil {
 				return err
@@ -382,11 +379,8 @@ func TestFaultControllerKilledDuringReassignment(t *testing.T) {
 		nemesis: func(ctx context.Context, r *run) error {
 			targets := [][]int32{{4, 2, 3}, {2, 4, 1}, {3, 1, 4}}
 			back := [][]int32{{1, 2, 3}, {2, 3, 1}, {3, 1, 2}}
-			rounds := 1
-			if long() {
-				rounds = 6
-			}
-			for i := range rounds {
+			end := time.Now().Add(span())
+			for i := 0; i < 2 || time.Now().Before(end); i++ {
 				plan := targets
 				if i%2 == 1 {
 					plan = back
