@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/strata
 PKGS      := ./...
 # Packages whose code runs concurrently: the race detector runs on these.
-RACE_PKGS := ./storage/... ./raftfsm/... ./controller/... ./broker/... ./client/... ./internal/...
+RACE_PKGS := ./storage/... ./raftfsm/... ./controller/... ./broker/... ./client/... ./internal/... ./integration/netproxy/ ./integration/checker/
 # Seconds each fuzz target runs in `make test` (on top of its seed corpus).
 FUZZTIME  ?= 3s
 
@@ -13,7 +13,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 TOOLS := $(CURDIR)/bin/tools
 
-.PHONY: all build run sample test test-long bench fmt lint vet proto proto-check fuzz clean
+.PHONY: all build run sample test test-long faults image bench fmt lint vet proto proto-check fuzz clean
 
 all: build
 
@@ -43,6 +43,19 @@ fuzz:
 # Long soak and fault runs: not part of CI.
 test-long:
 	STRATA_LONG=1 $(GO) test -count=1 -timeout 60m $(PKGS)
+
+# The fault suite alone, verbose: its summary table is printed at the end
+# (STRATA_LONG=1 for the long runs and the Docker test).
+faults:
+	$(GO) test -count=1 -v -timeout 60m -run 'TestFault|TestHarness|TestGarbage|TestHuge|TestConnectionFlood|TestDocker' ./integration/...
+
+# A static binary and a Docker image FROM scratch holding only it (nothing is pulled).
+IMAGE ?= strata:latest
+image:
+	rm -rf bin/image && mkdir -p bin/image/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/strata ./cmd/strata
+	cp deploy/Dockerfile bin/image/Dockerfile
+	docker build -t $(IMAGE) bin/image
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)

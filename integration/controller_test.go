@@ -289,6 +289,8 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--roles", "controller"}, "--quorum is required"},
 		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--raft-timeouts", "fast", "--quorum", "1@127.0.0.1:1"}, "--raft-timeouts"},
 		{[]string{"server", "--config", filepath.Join(dir, "missing.conf")}, "--config"},
+		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--broker-advertise-addr", "nohost", "--quorum", "1@127.0.0.1:1"}, "--broker-advertise-addr"},
+		{[]string{"server", "--node-id", "1", "--data-dir", dir, "--broker-advertise-addr", "h:0", "--quorum", "1@127.0.0.1:1"}, "--broker-advertise-addr"},
 	}
 	for _, tc := range cases {
 		out, err := exec.Command(strataBin, tc.args...).CombinedOutput()

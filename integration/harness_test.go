@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,28 @@ func TestHarnessSeparateRoles(t *testing.T) {
 		}
 		for _, n := range c.Nodes() {
 			pids = append(pids, n.Pid())
+		}
+		// strata health: the container health check.
+		health := func(args ...string) int {
+			out, err := exec.Command(strataBin, append([]string{"health", "--timeout", "2s"}, args...)...).CombinedOutput()
+			if e, ok := err.(*exec.ExitError); ok {
+				return e.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(out), "ready") {
+				t.Errorf("strata health printed %q", out)
+			}
+			return 0
+		}
+		if code := health("--url", "http://"+active.MetricsAddr+"/readyz"); code != 0 {
+			t.Errorf("strata health on a ready node: exit %d", code)
+		}
+		if code := health("--url", "http://"+active.CtrlAddr+"/readyz"); code != 1 { // not HTTP/1
+			t.Errorf("strata health on a non-HTTP port: exit %d, want 1", code)
+		}
+		if code := health("--url", "ftp://x"); code != 2 {
+			t.Errorf("strata health with a bad URL: exit %d, want 2", code)
 		}
 	})
 	for _, pid := range pids {
