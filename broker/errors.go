@@ -22,6 +22,11 @@ var (
 	ErrNotEnoughReplicasAfterAppend = errors.New("broker: not enough in-sync replicas after append")
 	// ErrInvalidRequiredAcks: acks other than 0, 1 or -1 (all).
 	ErrInvalidRequiredAcks = errors.New("broker: invalid required acks")
+	// ErrOffsetNotAvailable: a leader new in its epoch has not yet learned a
+	// high watermark that reaches the start of its epoch, so the one it has
+	// may be older than its predecessor's: it answers no HW-bounded offset
+	// until then (Kafka's OFFSET_NOT_AVAILABLE).
+	ErrOffsetNotAvailable = errors.New("broker: the new leader's high watermark is not known yet")
 	// ErrStaleState: a partition state older than the one the replica has.
 	ErrStaleState = errors.New("broker: stale partition state")
 )
@@ -31,7 +36,7 @@ func Retriable(err error) bool {
 	switch {
 	case errors.Is(err, ErrNotLeaderOrFollower), errors.Is(err, ErrFencedLeaderEpoch),
 		errors.Is(err, ErrUnknownLeaderEpoch), errors.Is(err, ErrNotEnoughReplicas),
-		errors.Is(err, ErrNotEnoughReplicasAfterAppend):
+		errors.Is(err, ErrNotEnoughReplicasAfterAppend), errors.Is(err, ErrOffsetNotAvailable):
 		return true
 	}
 	return false

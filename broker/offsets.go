@@ -58,11 +58,19 @@ func (s *service) listOffset(topic string, lp *pb.ListOffsetsPartition, replica 
 	p.mu.RLock()
 	err = p.checkLeaderLocked(lp.GetCurrentLeaderEpoch())
 	epoch = p.mu.state.LeaderEpoch
+	epochStart := p.mu.leaderAt
 	p.mu.RUnlock()
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	l := p.Log()
+	// A client must never see the HW go back: a new leader's HW comes from
+	// its last fetch as a follower and may trail what its predecessor
+	// answered; once it reaches the epoch's start it is at least that.
+	if replica < 0 && lp.GetTimestampMs() != EarliestTimestamp && l.HighWatermark() < epochStart {
+		return 0, 0, 0, fmt.Errorf("%w: high watermark %d, leader epoch %d starts at %d", ErrOffsetNotAvailable,
+			l.HighWatermark(), epoch, epochStart)
+	}
 	switch target := lp.GetTimestampMs(); {
 	case target == EarliestTimestamp:
 		return l.LogStartOffset(), -1, epoch, nil

@@ -72,6 +72,8 @@ func codeOf(err error) pb.ErrorCode {
 		return pb.ErrorCode_NOT_ENOUGH_REPLICAS_AFTER_APPEND
 	case errors.Is(err, ErrNotEnoughReplicas):
 		return pb.ErrorCode_NOT_ENOUGH_REPLICAS
+	case errors.Is(err, ErrOffsetNotAvailable):
+		return pb.ErrorCode_OFFSET_NOT_AVAILABLE
 	case errors.Is(err, ErrInvalidRequiredAcks):
 		return pb.ErrorCode_INVALID_REQUIRED_ACKS
 	case errors.Is(err, storage.ErrOffsetOutOfRange):
