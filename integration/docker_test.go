@@ -16,11 +16,16 @@ import (
 // TestDockerCompose builds the image (`make image`: a static binary FROM
 // scratch), brings deploy/docker-compose.yml up (3 controllers, 3 brokers),
 // produces and consumes through it from a client container on the
-// compose network, kills a broker and the active controller (docker kill:
-// SIGKILL), checks the cluster carries on with every record, and starts
-// them again. It needs a Docker engine and docker compose (or
-// docker-compose) and skips with the reason where there is none; it takes
-// minutes (an image build), so it runs under STRATA_LONG=1 only.
+// cluster's network, then, with records checked after each step: kills a
+// broker and the active controller (docker kill: SIGKILL) and starts them
+// again, pauses a broker (docker pause), and disconnects one from the
+// network (docker network disconnect).
+//
+// It needs a Docker engine and skips with the reason where there is none.
+// Without docker compose (or docker-compose), or with
+// STRATA_DOCKER_PLAIN=1, it runs the same six containers with plain
+// `docker run` on a `docker network` (containers named as the services).
+// It takes minutes (an image build), so it runs under STRATA_LONG=1 only.
 func TestDockerCompose(t *testing.T) {
 	if !long() {
 		t.Skip("builds an image and runs six containers (minutes): set STRATA_LONG=1 (make test-long)")
@@ -28,150 +33,243 @@ func TestDockerCompose(t *testing.T) {
 	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
 		t.Skipf("no Docker engine here: docker version: %v: %s", err, bytes.TrimSpace(out))
 	}
-	var compose []string
-	if exec.Command("docker", "compose", "version").Run() == nil {
-		compose = []string{"docker", "compose"}
-	} else if exec.Command("docker-compose", "version").Run() == nil {
-		compose = []string{"docker-compose"}
-	} else {
-		t.Skip("a Docker engine but neither `docker compose` nor `docker-compose`: the compose file can not be run here")
-	}
 	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	tag := fmt.Sprintf("strata:test-%d", os.Getpid())
-	project := fmt.Sprintf("stratatest%d", os.Getpid())
-
-	run := func(stdin string, name string, args ...string) (string, error) {
-		cmd := exec.Command(name, args...)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "STRATA_IMAGE="+tag)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	must := func(stdin string, name string, args ...string) string {
-		t.Helper()
-		out, err := run(stdin, name, args...)
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-		return out
-	}
-	dc := func(args ...string) []string {
-		return append(append(compose[1:], "-p", project, "-f", "deploy/docker-compose.yml"), args...)
+	d := &dockerCluster{t: t, root: filepath.Dir(filepath.Dir(file)),
+		tag: fmt.Sprintf("strata:test-%d", os.Getpid()), project: fmt.Sprintf("stratatest%d", os.Getpid())}
+	switch {
+	case os.Getenv("STRATA_DOCKER_PLAIN") != "":
+		t.Log("STRATA_DOCKER_PLAIN: plain docker run, not compose")
+	case exec.Command("docker", "compose", "version").Run() == nil:
+		d.compose = []string{"docker", "compose"}
+	case exec.Command("docker-compose", "version").Run() == nil:
+		d.compose = []string{"docker-compose"}
+	default:
+		t.Log("neither `docker compose` nor `docker-compose`: running the services with plain docker run")
 	}
 
 	start := time.Now()
-	must("", "make", "image", "IMAGE="+tag)
-	t.Logf("image %s built in %v", tag, time.Since(start).Round(time.Second))
-	t.Cleanup(func() { run("", "docker", "rmi", "-f", tag) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := run("", compose[0], dc("logs", "--tail", "40")...)
-			t.Logf("compose logs:\n%s", out)
-		}
-		run("", compose[0], dc("down", "-v", "--remove-orphans", "-t", "5")...)
-	})
-	must("", compose[0], dc("up", "-d")...)
-	services := []string{"controller-1", "controller-2", "controller-3", "broker-1", "broker-2", "broker-3"}
-	container := func(svc string) string {
-		return strings.TrimSpace(must("", compose[0], dc("ps", "-q", svc)...))
-	}
-	waitHealthy := func(svcs ...string) {
-		t.Helper()
-		deadline := time.Now().Add(120 * time.Second)
-		for _, svc := range svcs {
-			for {
-				id := container(svc)
-				out, _ := run("", "docker", "inspect", "-f", "{{.State.Health.Status}}", id)
-				if strings.TrimSpace(out) == "healthy" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s not healthy within 120 s: %s", svc, out)
-				}
-				time.Sleep(500 * time.Millisecond)
-			}
-		}
-	}
-	waitHealthy(services...)
+	d.must("", "make", "image", "IMAGE="+d.tag)
+	t.Logf("image %s built in %v", d.tag, time.Since(start).Round(time.Second))
+	t.Cleanup(func() { d.run("", "docker", "rmi", "-f", d.tag) })
+	t.Cleanup(d.down)
+	d.up()
+	d.waitHealthy(dockerServices...)
 	t.Logf("cluster healthy %v after start", time.Since(start).Round(time.Second))
 
-	// A client container on the compose network.
-	network := project + "_default"
-	cli := func(stdin string, args ...string) string {
+	d.cli("", "topics", "create", "orders", "--partitions", "3", "--replication-factor", "3", "--config", "min.insync.replicas=2")
+	produced := 0
+	produce := func() {
 		t.Helper()
-		full := append([]string{"run", "--rm", "-i", "--network", network,
-			"-e", "STRATA_BOOTSTRAP=broker-1:9092,broker-2:9092,broker-3:9092", tag}, args...)
-		return must(stdin, "docker", full...)
-	}
-	cli("", "topics", "create", "orders", "--partitions", "3", "--replication-factor", "3", "--config", "min.insync.replicas=2")
-	lines := func(from, to int) string {
 		var b strings.Builder
-		for i := from; i < to; i++ {
+		for i := produced; i < produced+100; i++ {
 			fmt.Fprintf(&b, "order-%d\n", i)
 		}
-		return b.String()
+		d.cli(b.String(), "produce", "orders", "--timeout", "60s")
+		produced += 100
+		d.consumeAll(produced)
 	}
-	// consumeAll reads from the beginning until order-0..n-1 have all been
-	// seen. A produce retried across a kill may store records twice (the
-	// producer is not idempotent), so it reads more when it saw copies.
-	consumeAll := func(n int) {
-		t.Helper()
-		want := n
-		for try := 0; ; try++ {
-			got := cli("", "consume", "orders", "--from-beginning", "--max-messages", fmt.Sprint(want), "--timeout", "30s")
-			seen := map[string]int{}
-			for _, l := range strings.Split(got, "\n") {
-				if strings.HasPrefix(l, "order-") {
-					seen[l]++
-				}
-			}
-			missing := 0
-			for i := range n {
-				if seen[fmt.Sprintf("order-%d", i)] == 0 {
-					missing++
-				}
-			}
-			if missing == 0 {
-				return
-			}
-			copies := 0
-			for _, c := range seen {
-				copies += c - 1
-			}
-			if try == 3 || copies == 0 {
-				t.Fatalf("%d of order-0..%d not consumed (%d copies seen):\n%s", missing, n-1, copies, got)
-			}
-			want = n + copies + missing
-		}
-	}
-	cli(lines(0, 100), "produce", "orders")
-	consumeAll(100)
+	produce()
 
-	// Kill a broker and the active controller.
+	// Kill a broker and the active controller, carry on, start them again.
 	var desc struct {
 		ControllerID int32 `json:"controller_id"`
 	}
-	out := cli("", "cluster", "describe", "--output", "json")
-	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &desc); err != nil {
-		t.Fatalf("cluster describe: %v\n%s", err, out)
+	out := d.cli("", "cluster", "describe", "--output", "json")
+	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &desc) != nil || desc.ControllerID < 101 || desc.ControllerID > 103 {
+		t.Fatalf("cluster describe: %s", out)
 	}
-	activeSvc := fmt.Sprintf("controller-%d", desc.ControllerID-100)
-	if desc.ControllerID < 101 || desc.ControllerID > 103 {
-		t.Fatalf("cluster describe: controller id %d\n%s", desc.ControllerID, out)
-	}
-	for _, svc := range []string{"broker-1", activeSvc} {
-		must("", "docker", "kill", container(svc))
+	active := fmt.Sprintf("controller-%d", desc.ControllerID-100)
+	for _, svc := range []string{"broker-1", active} {
+		d.must("", "docker", "kill", d.container(svc))
 		t.Logf("killed %s", svc)
 	}
-	cli(lines(100, 200), "produce", "orders", "--timeout", "60s")
-	consumeAll(200)
+	produce()
+	d.start("broker-1", active)
+	d.waitHealthy(dockerServices...)
+	produce()
 
-	// Bring them back: they rejoin from their volumes.
-	must("", compose[0], dc("start", "broker-1", activeSvc)...)
-	waitHealthy(services...)
-	cli(lines(200, 300), "produce", "orders")
-	consumeAll(300)
-	t.Logf("compose run done in %v", time.Since(start).Round(time.Second))
+	// Pause a broker (SIGSTOP of the container's processes).
+	d.must("", "docker", "pause", d.container("broker-2"))
+	t.Log("paused broker-2")
+	produce()
+	d.must("", "docker", "unpause", d.container("broker-2"))
+	d.waitHealthy(dockerServices...)
+
+	// Cut a broker off the network.
+	d.must("", "docker", "network", "disconnect", d.network(), d.container("broker-3"))
+	t.Log("disconnected broker-3")
+	produce()
+	d.must("", "docker", "network", "connect", "--alias", "broker-3", d.network(), d.container("broker-3"))
+	d.waitHealthy(dockerServices...)
+	produce()
+	t.Logf("docker run done in %v", time.Since(start).Round(time.Second))
+}
+
+var dockerServices = []string{"controller-1", "controller-2", "controller-3", "broker-1", "broker-2", "broker-3"}
+
+// dockerCluster drives deploy/docker-compose.yml, or the same services
+// with plain docker commands when compose is nil.
+type dockerCluster struct {
+	t       *testing.T
+	root    string
+	tag     string
+	project string
+	compose []string // nil: plain docker
+}
+
+// run runs a command and returns its stdout and stderr apart (a consumer's
+// summary on stderr must not cut a record line on stdout in two).
+func (d *dockerCluster) run(stdin, name string, args ...string) (string, error) {
+	out, _, err := d.run2(stdin, name, args...)
+	return out, err
+}
+
+func (d *dockerCluster) run2(stdin, name string, args ...string) (string, string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = d.root
+	cmd.Env = append(os.Environ(), "STRATA_IMAGE="+d.tag)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+func (d *dockerCluster) must(stdin, name string, args ...string) string {
+	d.t.Helper()
+	out, errOut, err := d.run2(stdin, name, args...)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func (d *dockerCluster) dc(args ...string) []string {
+	return append(append(append([]string(nil), d.compose[1:]...), "-p", d.project, "-f", "deploy/docker-compose.yml"), args...)
+}
+
+func (d *dockerCluster) network() string { return d.project + "_default" }
+
+// plainArgs mirrors a service of deploy/docker-compose.yml.
+func (d *dockerCluster) plainArgs(svc string) []string {
+	quorum := "101@controller-1:9093,102@controller-2:9093,103@controller-3:9093"
+	role, idx, _ := strings.Cut(svc, "-")
+	args := []string{"run", "-d", "--name", d.project + "-" + svc, "--network", d.network(), "--network-alias", svc,
+		"--hostname", svc, "-v", d.project + "-" + svc + ":/data", d.tag, // the image's HEALTHCHECK runs strata health
+		"server", "--data-dir", "/data", "--metrics-addr", "0.0.0.0:9644", "--quorum", quorum}
+	if role == "controller" {
+		return append(args, "--node-id", "10"+idx, "--roles", "controller", "--controller-addr", "0.0.0.0:9093", "--advertise-addr", svc+":9093")
+	}
+	return append(args, "--node-id", idx, "--roles", "broker", "--broker-addr", "0.0.0.0:9092", "--broker-advertise-addr", svc+":9092")
+}
+
+func (d *dockerCluster) up() {
+	if d.compose != nil {
+		d.must("", d.compose[0], d.dc("up", "-d")...)
+		return
+	}
+	d.must("", "docker", "network", "create", d.network())
+	for _, svc := range dockerServices {
+		d.must("", "docker", d.plainArgs(svc)...)
+	}
+}
+
+func (d *dockerCluster) down() {
+	if d.t.Failed() {
+		var out string
+		if d.compose != nil {
+			o, e, _ := d.run2("", d.compose[0], d.dc("logs", "--tail", "40")...)
+			out = o + e
+		} else {
+			for _, svc := range dockerServices {
+				o, e, _ := d.run2("", "docker", "logs", "--tail", "40", d.container(svc))
+				out += "----- " + svc + "\n" + o + e
+			}
+		}
+		d.t.Logf("container logs:\n%s", out)
+	}
+	if d.compose != nil {
+		d.run("", d.compose[0], d.dc("down", "-v", "--remove-orphans", "-t", "5")...)
+		return
+	}
+	for _, svc := range dockerServices {
+		d.run("", "docker", "rm", "-f", "-v", d.container(svc))
+		d.run("", "docker", "volume", "rm", d.project+"-"+svc)
+	}
+	d.run("", "docker", "network", "rm", d.network())
+}
+
+func (d *dockerCluster) container(svc string) string {
+	if d.compose == nil {
+		return d.project + "-" + svc
+	}
+	return strings.TrimSpace(d.must("", d.compose[0], d.dc("ps", "-q", svc)...))
+}
+
+func (d *dockerCluster) start(svcs ...string) {
+	if d.compose != nil {
+		d.must("", d.compose[0], d.dc(append([]string{"start"}, svcs...)...)...)
+		return
+	}
+	for _, svc := range svcs {
+		d.must("", "docker", "start", d.container(svc))
+	}
+}
+
+func (d *dockerCluster) waitHealthy(svcs ...string) {
+	d.t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for _, svc := range svcs {
+		for {
+			out, _ := d.run("", "docker", "inspect", "-f", "{{.State.Health.Status}}", d.container(svc))
+			if strings.TrimSpace(out) == "healthy" {
+				break
+			}
+			if time.Now().After(deadline) {
+				d.t.Fatalf("%s not healthy within 120 s: %s", svc, out)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
+// cli runs a strata command in a client container on the cluster's network.
+func (d *dockerCluster) cli(stdin string, args ...string) string {
+	d.t.Helper()
+	full := append([]string{"run", "--rm", "-i", "--network", d.network(),
+		"-e", "STRATA_BOOTSTRAP=broker-1:9092,broker-2:9092,broker-3:9092", d.tag}, args...)
+	return d.must(stdin, "docker", full...)
+}
+
+// consumeAll reads from the beginning until order-0..n-1 have all been
+// seen. A produce retried across a kill may store records twice (the
+// producer is not idempotent), so it reads more when it saw copies.
+func (d *dockerCluster) consumeAll(n int) {
+	d.t.Helper()
+	want := n
+	for try := 0; ; try++ {
+		got := d.cli("", "consume", "orders", "--from-beginning", "--max-messages", fmt.Sprint(want), "--timeout", "30s")
+		seen := map[string]int{}
+		for _, l := range strings.Split(got, "\n") {
+			if strings.HasPrefix(l, "order-") {
+				seen[l]++
+			}
+		}
+		missing, copies := 0, 0
+		for i := range n {
+			if seen[fmt.Sprintf("order-%d", i)] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		for _, c := range seen {
+			copies += c - 1
+		}
+		if try == 3 || copies == 0 {
+			d.t.Fatalf("%d of order-0..%d not consumed (%d copies seen):\n%s", missing, n-1, copies, got)
+		}
+		want = n + copies + missing
+	}
 }

@@ -29,7 +29,7 @@ func long() bool { return os.Getenv("STRATA_LONG") != "" }
 // span is how long a scenario's nemesis keeps at it.
 func span() time.Duration {
 	if long() {
-		return 3 * time.Minute
+		return 2 * time.Minute
 	}
 	return 12 * time.Second
 }
@@ -673,6 +673,62 @@ func TestFaultPowerLoss(t *testing.T) {
 			}
 			if err := r.progress(ctx, 100, 40*time.Second, "after the restart"); err != nil {
 				return err
+			}
+		}
+		return nil
+	}})
+}
+
+// TestFaultMixed draws faults at random — kill -9 or pause of any node,
+// a node partitioned from a random half of the others, a one-way cut,
+// delay on a node's links — each held a moment and then undone, one after
+// another for the whole span.
+func TestFaultMixed(t *testing.T) {
+	runScenario(t, scenario{name: "mixed random faults", cfg: separate(), nemesis: func(ctx context.Context, r *run) error {
+		nodes := r.c.Nodes()
+		end := time.Now().Add(span())
+		for time.Now().Before(end) && ctx.Err() == nil {
+			n := nodes[rand.IntN(len(nodes))]
+			others := cluster.Others(nodes, n)
+			rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+			some := others[:1+rand.IntN(len(others)/2+1)]
+			hold := time.Duration(500+rand.IntN(3000)) * time.Millisecond
+			switch rand.IntN(5) {
+			case 0:
+				if err := r.nem.Kill(n); err != nil {
+					return err
+				}
+				sleep(ctx, hold)
+				if err := r.nem.Start(ctx, n); err != nil {
+					return err
+				}
+			case 1:
+				if err := r.nem.Pause(n); err != nil {
+					return err
+				}
+				sleep(ctx, hold)
+				if err := r.nem.Resume(n); err != nil {
+					return err
+				}
+			case 2:
+				r.nem.Partition([]*cluster.Node{n}, some)
+				sleep(ctx, hold)
+				r.nem.Heal()
+			case 3:
+				r.nem.CutOneWay([]*cluster.Node{n}, some)
+				sleep(ctx, hold)
+				r.nem.Heal()
+			case 4:
+				r.nem.Delay([]*cluster.Node{n}, time.Duration(5+rand.IntN(50))*time.Millisecond)
+				sleep(ctx, hold)
+				r.nem.Heal()
+			}
+			// Let the cluster settle before the next fault: every node ready.
+			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			err := r.c.WaitReady(rctx, nodes...)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("after %s: %w", r.nem.History()[len(r.nem.History())-1].What, err)
 			}
 		}
 		return nil
