@@ -2,8 +2,10 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/resolver"
+
+	"github.com/stratalog/strata/client"
+	"github.com/stratalog/strata/integration/checker"
 )
 
 // TestDockerCompose builds the image (`make image`: a static binary FROM
@@ -19,7 +26,9 @@ import (
 // cluster's network, then, with records checked after each step: kills a
 // broker and the active controller (docker kill: SIGKILL) and starts them
 // again, pauses a broker (docker pause), and disconnects one from the
-// network (docker network disconnect).
+// network (docker network disconnect); then runs the fault suite's
+// workload and checker against the containers with docker pause, network
+// disconnect and kill as the nemesis.
 //
 // It needs a Docker engine and skips with the reason where there is none.
 // Without docker compose (or docker-compose), or with
@@ -102,7 +111,126 @@ func TestDockerCompose(t *testing.T) {
 	d.must("", "docker", "network", "connect", "--alias", "broker-3", d.network(), d.container("broker-3"))
 	d.waitHealthy(dockerServices...)
 	produce()
+
+	d.jepsen()
 	t.Logf("docker run done in %v", time.Since(start).Round(time.Second))
+}
+
+// jepsen runs the fault suite's workload and checker against the
+// containers, with docker pause, docker network disconnect and docker kill
+// of brokers as the nemesis. The Go client in this process reaches the
+// containers at their IPs on the network (the names they advertise resolve
+// only inside it), looked up at each dial.
+func (d *dockerCluster) jepsen() {
+	t := d.t
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// gRPC resolves a target's host name itself before it calls a custom
+	// dialer; these names resolve only inside the Docker network, so hand
+	// them to the dialer unresolved for this test (process-wide: restored
+	// after it).
+	resolver.SetDefaultScheme("passthrough")
+	defer resolver.SetDefaultScheme("dns")
+	ids := map[string]string{} // containers keep their id through pause, disconnect, kill and start
+	for _, svc := range dockerServices {
+		ids[svc] = d.container(svc)
+	}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		out, _, err := d.run2("", "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", ids[host])
+		if fields := strings.Fields(out); err == nil && len(fields) > 0 {
+			addr = net.JoinHostPort(fields[0], port)
+		}
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", addr)
+	}
+	newClient := func() *client.Client {
+		cl, err := client.New(client.Config{Bootstrap: []string{"broker-1:9092", "broker-2:9092", "broker-3:9092"},
+			Dialer: dial, RequestTimeout: 5 * time.Second, MetadataMaxAge: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return cl
+	}
+	cl := newClient()
+	const partitions = 3
+	cctx, ccancel := context.WithTimeout(ctx, time.Minute)
+	defer ccancel()
+	if err := createTopic(cctx, client.NewAdmin(cl), client.NewTopic{Name: jepsenTopic, Partitions: partitions, ReplicationFactor: 3,
+		Configs: map[string]string{"min.insync.replicas": "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := client.NewProducer(cl, client.ProducerConfig{Acks: client.AcksAll, Linger: 2 * time.Millisecond,
+		RequestTimeout: 5 * time.Second, DeliveryTimeout: 60 * time.Second, MaxBlock: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := checker.StartHWMonitor(client.NewAdmin(newClient()), jepsenTopic, partitions, 50*time.Millisecond)
+	w := checker.StartWorkload(prod, checker.WorkloadConfig{Topic: jepsenTopic, Partitions: partitions})
+	wait := func(n int, why string) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 90*time.Second)
+		defer wcancel()
+		if err := w.WaitAcked(wctx, n); err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+	}
+	wait(100, "no progress before faults")
+	faults := 0
+	brokers := []string{"broker-1", "broker-2", "broker-3"}
+	for i := range 6 {
+		svc := brokers[i%3]
+		id := ids[svc]
+		switch i / 3 {
+		case 0:
+			t.Logf("jepsen: docker pause %s", svc)
+			d.must("", "docker", "pause", id)
+			time.Sleep(4 * time.Second)
+			d.must("", "docker", "unpause", id)
+		case 1:
+			t.Logf("jepsen: docker network disconnect %s", svc)
+			d.must("", "docker", "network", "disconnect", d.network(), id)
+			time.Sleep(4 * time.Second)
+			d.must("", "docker", "network", "connect", "--alias", svc, d.network(), id)
+		}
+		faults++
+		d.waitHealthy(dockerServices...)
+		wait(100, "no progress after a fault on "+svc)
+	}
+	for _, svc := range brokers {
+		t.Logf("jepsen: docker kill %s", svc)
+		d.must("", "docker", "kill", ids[svc])
+		faults++
+		time.Sleep(time.Second)
+		d.start(svc)
+		d.waitHealthy(dockerServices...)
+		wait(100, "no progress after restarting "+svc)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
+	if err := w.Stop(sctx); err != nil {
+		t.Error(err)
+	}
+	scancel()
+	_, regressions := mon.Stop()
+	read := func() *checker.Read {
+		rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
+		defer rcancel()
+		rd, err := checker.ReadAll(rctx, newClient(), jepsenTopic, partitions)
+		if err != nil {
+			t.Fatalf("read back: %v", err)
+		}
+		return rd
+	}
+	res := checker.Check(w.Ops(), read(), read(), regressions)
+	checker.Record(checker.Row{Scenario: "docker: pause, network disconnect, kill", Faults: faults, Result: res})
+	t.Logf("jepsen against containers: %d faults; %s", faults, res.Summary())
+	if !res.OK() {
+		t.Errorf("checker:\n%s", res.Report())
+	}
 }
 
 var dockerServices = []string{"controller-1", "controller-2", "controller-3", "broker-1", "broker-2", "broker-3"}
