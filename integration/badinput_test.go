@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
@@ -13,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/stratalog/strata/integration/cluster"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
@@ -22,6 +19,9 @@ import (
 // Bad input and limits: garbage bytes to every port, a request announcing
 // a huge length, a flood of connections. Each node answers with an error or
 // drops the connection, keeps serving others, and its memory stays bounded.
+
+// clientPreface opens every HTTP/2 connection (RFC 9113 §3.4).
+const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // badInputCluster is one controller and one broker as separate processes,
 // so that RSS is measured per role.
@@ -119,10 +119,10 @@ func TestGarbageToEveryPort(t *testing.T) {
 		payload []byte
 	}{
 		{"broker gRPC: random bytes", brk.BrokerAddr, randomBytes(64 << 10)},
-		{"broker gRPC: HTTP/2 preface then garbage frames", brk.BrokerAddr, append([]byte(http2.ClientPreface), randomBytes(64<<10)...)},
+		{"broker gRPC: HTTP/2 preface then garbage frames", brk.BrokerAddr, append([]byte(clientPreface), randomBytes(64<<10)...)},
 		{"controller: random bytes", ctrl.CtrlAddr, append([]byte{'P'}, randomBytes(64<<10)...)},
 		{"controller: Raft marker then random bytes", ctrl.CtrlAddr, append([]byte{'R'}, randomBytes(64<<10)...)},
-		{"controller: HTTP/2 preface then garbage frames", ctrl.CtrlAddr, append([]byte(http2.ClientPreface), randomBytes(64<<10)...)},
+		{"controller: HTTP/2 preface then garbage frames", ctrl.CtrlAddr, append([]byte(clientPreface), randomBytes(64<<10)...)},
 		{"metrics: garbage request", brk.MetricsAddr, append([]byte("GARBAGE /\x00\xff HTTP/9.9\r\n"), randomBytes(8<<10)...)},
 		{"metrics: random bytes", ctrl.MetricsAddr, randomBytes(64 << 10)},
 	}
@@ -147,10 +147,9 @@ func TestGarbageToEveryPort(t *testing.T) {
 // grpc-status the server answers.
 func grpcRaw(t *testing.T, addr, method string, length uint32) string {
 	t.Helper()
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true) // gRPC's cleartext HTTP/2 with prior knowledge
+	tr := &http.Transport{Protocols: &protos}
 	defer tr.CloseIdleConnections()
 	body := make([]byte, 5, 5+1024)
 	binary.BigEndian.PutUint32(body[1:], length)
@@ -235,7 +234,7 @@ func TestConnectionFlood(t *testing.T) {
 					return // the backlog is full: the flood is refused, which is fine
 				}
 				if i >= idle {
-					conn.Write([]byte(http2.ClientPreface[:10]))
+					conn.Write([]byte(clientPreface[:10]))
 				}
 				mu.Lock()
 				conns = append(conns, conn)
