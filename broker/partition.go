@@ -143,6 +143,13 @@ func (p *Partition) MakeLeader(st PartitionState) (bool, error) {
 		return false, err
 	}
 	newEpoch := !p.mu.leader || !p.mu.known || st.LeaderEpoch != p.mu.state.LeaderEpoch
+	if !newEpoch && st.PartitionEpoch == p.mu.state.PartitionEpoch {
+		// The same state again (every image re-applies every partition): an
+		// ISR change in flight stays in flight. Dropping it would let the HW
+		// pass a member the controller may be committing right now.
+		p.maybeIncrementHWLocked()
+		return false, nil
+	}
 	p.mu.state, p.mu.known, p.mu.leader = cloneState(st), true, true
 	p.mu.pending = nil
 	if newEpoch {
@@ -452,7 +459,17 @@ func (p *Partition) ProposalDone(newState *PartitionState) error {
 		_, err := p.MakeFollower(*newState)
 		return err
 	}
-	_, err := p.MakeLeader(*newState)
+	p.mu.Lock()
+	if p.mu.leader && p.mu.known && newState.LeaderEpoch == p.mu.state.LeaderEpoch &&
+		newState.PartitionEpoch == p.mu.state.PartitionEpoch {
+		// Refused with the state we have: nothing was committed.
+		p.mu.pending = nil
+		p.maybeIncrementHWLocked()
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	_, err := p.MakeLeader(*newState) // a newer state clears the proposal with it
 	return err
 }
 

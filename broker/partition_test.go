@@ -383,3 +383,56 @@ func TestLeaderEpochPreventsDivergence(t *testing.T) {
 		t.Fatalf("replicas diverge: %v vs %v", got, want)
 	}
 }
+
+// TestReappliedStateKeepsISRExpansionInFlight: the metadata follower
+// re-applies every partition's state on every new image, unchanged ones
+// included. While an ISR expansion is in flight, such a re-apply must not
+// drop it: the controller may commit the new member, and a HW computed
+// without it would acknowledge records the new member lacks — which are
+// lost if it is then elected (found by the fault suite: a reassignment
+// whose new replica became leader truncated acknowledged records).
+func TestReappliedStateKeepsISRExpansionInFlight(t *testing.T) {
+	c := newCluster(t, []int32{1, 2, 3}, 2)
+	// Broker 3 falls out of the ISR, then catches up to the HW.
+	c.state.ISR = []int32{1, 2}
+	c.state.PartitionEpoch++
+	c.apply()
+	if _, err := c.produce("a", 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.fetch(2)
+	c.fetch(2) // HW = 5
+	leader := c.reps[1].p
+	off := c.reps[3].p.Log().LogEndOffset() // 0: behind
+	// Catch 3 up by hand, keeping its proposal uncommitted.
+	res, err := leader.ReadForFetch(off, 1<<20, c.state.LeaderEpoch, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := res.Region.Bytes(nil)
+	if _, err := c.reps[3].p.AppendAsFollower(data, res.HighWatermark); err != nil {
+		t.Fatal(err)
+	}
+	_, prop, err := leader.UpdateFollowerFetch(3, c.reps[3].p.Log().LogEndOffset(), 1)
+	if err != nil || prop == nil {
+		t.Fatalf("no ISR expansion proposed: %v %v", prop, err)
+	}
+	// More records, replicated to 2 only; an unrelated image re-applies
+	// the unchanged state to the leader.
+	if _, err := c.produce("b", 3, -1); err != nil {
+		t.Fatal(err)
+	}
+	c.apply()
+	c.fetch(2)
+	c.fetch(2)
+	if hw, leo3 := leader.HighWatermark(), c.reps[3].p.Log().LogEndOffset(); hw > leo3 {
+		t.Fatalf("HW %d passed the log end %d of broker 3, whose ISR expansion is in flight", hw, leo3)
+	}
+	c.commit(prop) // the controller takes 3 into the ISR
+	c.fetch(3)
+	c.fetch(3) // reports the log end the previous fetch brought
+	c.fetch(2)
+	if hw := leader.HighWatermark(); hw != 8 {
+		t.Fatalf("HW %d after 3 caught up, want 8", hw)
+	}
+}
