@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 )
 
 // Result is what Check found. The run is valid when Lost, Misplaced,
@@ -83,7 +82,7 @@ func (r *Result) Report() string {
 	section("HW REGRESSIONS", hw)
 	section("UNKNOWN VALUES", r.Unknown)
 	section("GAPS", r.Gaps)
-	section("HISTORY of the partitions concerned", r.History)
+	section("HISTORY around the offending offsets", r.History)
 	return b.String()
 }
 
@@ -240,41 +239,44 @@ func Check(ops []Op, first, second *Read, regressions []HWRegression) *Result {
 		}
 	}
 
-	// History of the partitions concerned: their ops around the offending
-	// ones, in invoke order, with where each value was read.
-	if len(bad) > 0 {
-		var focus []time.Time
-		for _, o := range r.Lost {
-			focus = append(focus, o.Invoke)
+	// History around each lost or misplaced acknowledgement: for the
+	// offsets near it, what was acknowledged there and what was read.
+	ackedAt := map[int32]map[int64][]*Op{}
+	for i := range ops {
+		o := &ops[i]
+		if o.Acked {
+			if ackedAt[o.Partition] == nil {
+				ackedAt[o.Partition] = map[int64][]*Op{}
+			}
+			ackedAt[o.Partition][o.Offset] = append(ackedAt[o.Partition][o.Offset], o)
 		}
-		for i := range ops {
-			o := &ops[i]
-			if !bad[o.Partition] {
+	}
+	type spot struct {
+		p   int32
+		off int64
+	}
+	var spots []spot
+	for _, o := range r.Lost {
+		spots = append(spots, spot{o.Partition, o.Offset})
+	}
+	shown := map[spot]bool{}
+	for _, sp := range spots {
+		for off := sp.off - 3; off <= sp.off+3; off++ {
+			k := spot{sp.p, off}
+			if off < 0 || shown[k] || len(r.History) >= 60 {
 				continue
 			}
-			if len(focus) > 0 {
-				near := false
-				for _, f := range focus {
-					if d := o.Invoke.Sub(f); d > -500*time.Millisecond && d < 500*time.Millisecond {
-						near = true
-					}
-				}
-				if !near {
-					continue
-				}
+			shown[k] = true
+			line := fmt.Sprintf("p%d@%d: read %q", sp.p, off, atOffset[sp.p][off])
+			for _, o := range ackedAt[sp.p][off] {
+				line += "; acknowledged here: " + o.String()
 			}
-			var at []string
-			for _, pl := range where[o.Value] {
-				at = append(at, fmt.Sprintf("p%d@%d", pl.part, pl.offset))
-			}
-			read := "not read"
-			if len(at) > 0 {
-				read = "read at " + strings.Join(at, ",")
-			}
-			r.History = append(r.History, o.String()+"; "+read)
-			if len(r.History) >= 60 {
-				break
-			}
+			r.History = append(r.History, line)
+		}
+	}
+	if len(spots) == 0 && len(bad) > 0 {
+		for p := range bad {
+			r.History = append(r.History, fmt.Sprintf("p%d: see the findings above; offsets %d..%d read", p, first.Start[p], first.End[p]))
 		}
 	}
 	return r

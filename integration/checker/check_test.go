@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,3 +80,16 @@ type testErr struct{}
 func (testErr) Error() string { return "test error" }
 
 var errTest = testErr{}
+
+// TestReportShowsTheOffsetsAroundALoss: the history names what was
+// acknowledged and what was read at the offsets near a lost record.
+func TestReportShowsTheOffsetsAroundALoss(t *testing.T) {
+	ops := []Op{acked("a", 0, 0, 0, 10), acked("b", 0, 1, 20, 30), acked("c", 0, 2, 40, 50)}
+	r := Check(ops, read(map[int32][]string{0: {"a", "x", "c"}}), read(map[int32][]string{0: {"a", "x", "c"}}), nil)
+	rep := r.Report()
+	for _, want := range []string{"LOST", `p0@1: read "x"; acknowledged here: b -> p0`, `p0@2: read "c"`} {
+		if !strings.Contains(rep, want) {
+			t.Fatalf("report lacks %q:\n%s", want, rep)
+		}
+	}
+}
