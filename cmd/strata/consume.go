@@ -275,36 +275,52 @@ func runConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *co
 	defer cons.Close()
 
 	w := bufio.NewWriter(cmd.OutOrStdout())
-	defer w.Flush()
+	n, err := printRecords(ctx, w, g, o, cons.Poll, nil, nil)
+	w.Flush()
+	fmt.Fprintf(cmd.ErrOrStderr(), "Processed a total of %d messages\n", n)
+	return err
+}
+
+// printRecords polls and prints records until --max-messages are printed,
+// the idle --timeout passes or ctx ends (neither is an error). printed runs
+// after each record is written, tick after each poll's records are flushed;
+// either may be nil. It answers how many records it printed.
+func printRecords(ctx context.Context, w *bufio.Writer, g *globalOptions, o *consumeOptions,
+	poll func(context.Context) ([]client.Record, error), printed func(*client.Record), tick func()) (int64, error) {
 	var n int64
-	defer func() { fmt.Fprintf(cmd.ErrOrStderr(), "Processed a total of %d messages\n", n) }()
 	for o.maxMessages == 0 || n < o.maxMessages {
 		pctx, pcancel := ctx, context.CancelFunc(func() {})
 		if o.idle > 0 {
 			pctx, pcancel = context.WithTimeout(ctx, o.idle)
 		}
-		recs, err := cons.Poll(pctx)
+		recs, err := poll(pctx)
 		pcancel()
 		if err != nil {
 			if ctx.Err() != nil || (o.idle > 0 && errors.Is(err, context.DeadlineExceeded)) {
-				return nil // interrupted, or idle for --timeout
+				return n, nil // interrupted, or idle for --timeout
 			}
-			return err
+			return n, err
 		}
 		for i := range recs {
 			if err := writeRecord(w, g.output == "json", o, &recs[i]); err != nil {
-				return err
+				return n, err
 			}
 			n++
+			if printed != nil {
+				printed(&recs[i])
+			}
 			if o.maxMessages > 0 && n == o.maxMessages {
 				break
 			}
 		}
 		if err := w.Flush(); err != nil {
-			return err
+			return n, err
+		}
+		if tick != nil {
+			tick()
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // consumedRecord is a record in --output json.
@@ -449,48 +465,22 @@ func runGroupConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, 
 	member.Store(gc)
 
 	w := bufio.NewWriter(cmd.OutOrStdout())
-	var n int64
 	lastCommit := time.Now()
-	loopErr := func() error {
-		for o.maxMessages == 0 || n < o.maxMessages {
-			pctx, pcancel := ctx, context.CancelFunc(func() {})
-			if o.idle > 0 {
-				pctx, pcancel = context.WithTimeout(ctx, o.idle)
-			}
-			recs, err := gc.Poll(pctx)
-			pcancel()
-			if err != nil {
-				if ctx.Err() != nil || (o.idle > 0 && errors.Is(err, context.DeadlineExceeded)) {
-					return nil // interrupted, or idle for --timeout
-				}
-				return err
-			}
-			for i := range recs {
-				if err := writeRecord(w, g.output == "json", o, &recs[i]); err != nil {
-					return err
-				}
-				n++
-				printed.mu.Lock()
-				printed.next[client.TopicPartition{Topic: recs[i].Topic, Partition: recs[i].Partition}] = recs[i].Offset + 1
-				printed.mu.Unlock()
-				if o.maxMessages > 0 && n == o.maxMessages {
-					break
-				}
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			if time.Since(lastCommit) >= groupCommitInterval {
-				lastCommit = time.Now()
-				cctx, ccancel := context.WithTimeout(ctx, g.timeout)
-				if err := printed.commit(cctx, gc); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: committing offsets (trying again later): %v\n", err)
-				}
-				ccancel()
-			}
+	n, loopErr := printRecords(ctx, w, g, o, gc.Poll, func(r *client.Record) {
+		printed.mu.Lock()
+		printed.next[client.TopicPartition{Topic: r.Topic, Partition: r.Partition}] = r.Offset + 1
+		printed.mu.Unlock()
+	}, func() {
+		if time.Since(lastCommit) < groupCommitInterval {
+			return
 		}
-		return nil
-	}()
+		lastCommit = time.Now()
+		cctx, ccancel := context.WithTimeout(ctx, g.timeout)
+		if err := printed.commit(cctx, gc); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "strata: committing offsets (trying again later): %v\n", err)
+		}
+		ccancel()
+	})
 	w.Flush()
 	fmt.Fprintf(cmd.ErrOrStderr(), "Processed a total of %d messages\n", n)
 	// Commit and leave even after Ctrl-C (the command's context is done
