@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -26,27 +24,11 @@ JSON: {"deleted":["GROUP",...]}.`,
 				if err != nil {
 					return clusterError("delete groups", err)
 				}
-				out := struct {
-					Deleted []string `json:"deleted"`
-				}{Deleted: []string{}}
-				var firstErr error
+				d := newDeletions("group")
 				for _, r := range res {
-					if r.Err != nil {
-						if firstErr == nil {
-							firstErr = clusterError(fmt.Sprintf("delete group %q", r.Group), r.Err)
-						}
-						continue
-					}
-					out.Deleted = append(out.Deleted, r.Group)
+					d.add(r.Group, r.Err)
 				}
-				if err := g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
-					for _, n := range out.Deleted {
-						fmt.Fprintf(tw, "Deleted group %s.\n", n)
-					}
-				}); err != nil {
-					return err
-				}
-				return firstErr
+				return d.print(g, cmd.OutOrStdout())
 			})
 		},
 	}

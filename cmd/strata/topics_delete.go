@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,32 +24,16 @@ JSON: {"deleted":["NAME",...]}.`,
 				if err != nil {
 					return clusterError("delete topics", err)
 				}
-				out := struct {
-					Deleted []string `json:"deleted"`
-				}{Deleted: []string{}}
-				var firstErr error
+				d := newDeletions("topic")
 				for _, r := range res {
-					if r.Err != nil {
-						if firstErr == nil {
-							firstErr = clusterError(fmt.Sprintf("delete topic %q", r.Name), r.Err)
-						}
-						continue
-					}
-					out.Deleted = append(out.Deleted, r.Name)
+					d.add(r.Name, r.Err)
 				}
-				if len(out.Deleted) > 0 {
+				if len(d.Deleted) > 0 {
 					wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					_ = a.WaitForTopics(wctx, false, out.Deleted...) // best effort: deleted either way
+					_ = a.WaitForTopics(wctx, false, d.Deleted...) // best effort: deleted either way
 					cancel()
 				}
-				if err := g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
-					for _, n := range out.Deleted {
-						fmt.Fprintf(tw, "Deleted topic %s.\n", n)
-					}
-				}); err != nil {
-					return err
-				}
-				return firstErr
+				return d.print(g, cmd.OutOrStdout())
 			})
 		},
 	}
