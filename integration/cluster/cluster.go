@@ -498,23 +498,55 @@ func init() {
 	}
 }
 
-// freeAddr returns a loopback address free right now.
+// handedOut holds every port freeAddr has answered in this process: a port
+// is free when it is picked but only bound later by the node, so without
+// this the kernel can hand the same port to two nodes of one cluster (seen:
+// one broker's gRPC port given again as another's metrics port).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claim records port as handed out; false if it already was.
+func claim(port int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	if handedOut.ports[port] {
+		return false
+	}
+	handedOut.ports[port] = true
+	return true
+}
+
+// freeAddr returns a loopback address free right now and never handed out
+// before in this process.
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	if portHi == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		for range 1000 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().(*net.TCPAddr)
+			ln.Close()
+			if claim(addr.Port) {
+				return addr.String()
+			}
 		}
-		defer ln.Close()
-		return ln.Addr().String()
+		t.Fatal("cluster: the kernel keeps answering ports already handed out")
 	}
 	for range portHi - portLo {
 		p := portLo + int(portNext.Add(1))%(portHi-portLo)
 		addr := fmt.Sprintf("127.0.0.1:%d", p)
 		if ln, err := net.Listen("tcp", addr); err == nil {
 			ln.Close()
-			return addr
+			if claim(p) {
+				return addr
+			}
 		}
 	}
 	t.Fatalf("cluster: no free port in %d-%d", portLo, portHi)
