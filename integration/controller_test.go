@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/stratalog/strata/integration/checker"
+	"github.com/stratalog/strata/integration/cluster"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
@@ -42,21 +42,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePorts returns n distinct free loopback ports.
+// freePorts returns n distinct free loopback ports, never handed out
+// before in this test process (cluster.FreeAddr).
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	var addrs []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		addrs = append(addrs, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = cluster.FreeAddr(t)
 	}
 	return addrs
 }

@@ -127,13 +127,13 @@ func Layout(t testing.TB, cfg Config) *Cluster {
 	}
 	add := func(name string, id int32, roles string) {
 		n := &Node{c: c, ID: id, Name: name, Roles: roles, Dir: filepath.Join(c.dir, name),
-			Log: filepath.Join(c.dir, name+".log"), MetricsAddr: freeAddr(t)}
+			Log: filepath.Join(c.dir, name+".log"), MetricsAddr: FreeAddr(t)}
 		if strings.Contains(roles, "controller") {
-			n.CtrlAddr = freeAddr(t)
+			n.CtrlAddr = FreeAddr(t)
 			n.CtrlProxy = c.proxy(t, name+"-ctrl", n.CtrlAddr)
 		}
 		if strings.Contains(roles, "broker") {
-			n.BrokerAddr = freeAddr(t)
+			n.BrokerAddr = FreeAddr(t)
 			n.BrokerProxy = c.proxy(t, name+"-broker", n.BrokerAddr)
 		}
 		c.all = append(c.all, n)
@@ -160,7 +160,7 @@ func deadline(t testing.TB) (time.Time, bool) {
 func (c *Cluster) proxy(t testing.TB, name, backend string) *netproxy.Proxy {
 	t.Helper()
 	for range 20 {
-		p, err := netproxy.New(netproxy.Config{Name: name, Listen: freeAddr(t), Backend: backend, Identify: c.identify})
+		p, err := netproxy.New(netproxy.Config{Name: name, Listen: FreeAddr(t), Backend: backend, Identify: c.identify})
 		if err == nil {
 			return p
 		}
@@ -498,7 +498,7 @@ func init() {
 	}
 }
 
-// handedOut holds every port freeAddr has answered in this process: a port
+// handedOut holds every port FreeAddr has answered in this process: a port
 // is free when it is picked but only bound later by the node, so without
 // this the kernel can hand the same port to two nodes of one cluster (seen:
 // one broker's gRPC port given again as another's metrics port).
@@ -521,9 +521,9 @@ func claim(port int) bool {
 	return true
 }
 
-// freeAddr returns a loopback address free right now and never handed out
+// FreeAddr returns a loopback address free right now and never handed out
 // before in this process.
-func freeAddr(t testing.TB) string {
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	if portHi == 0 {
 		for range 1000 {
