@@ -116,11 +116,7 @@ func (c *Controller) alterConfigs(ctx context.Context, req *pb.AlterConfigsReque
 		for _, res := range req.GetResources() {
 			r := &pb.AlterConfigsResult{ResourceType: res.GetResourceType(), ResourceName: res.GetResourceName()}
 			resp.Results = append(resp.Results, r)
-			img, k := t.mark()
-			if err := decideAlterConfigs(t, res); err != nil {
-				t.rollback(img, k)
-				r.ErrorCode, r.ErrorMessage = itemError(err)
-			}
+			r.ErrorCode, r.ErrorMessage = itemError(t.item(func() error { return decideAlterConfigs(t, res) }))
 		}
 		if req.GetValidateOnly() {
 			t.rollback(start, n)

@@ -60,6 +60,17 @@ func (t *txn) rollback(img *raftfsm.Image, n int) {
 	t.recs = t.recs[:n]
 }
 
+// item runs one item of a multi-item request: what decide wrote stays only
+// if it succeeds, so a failing item changes nothing while the others go on.
+func (t *txn) item(decide func() error) error {
+	img, n := t.mark()
+	err := decide()
+	if err != nil {
+		t.rollback(img, n)
+	}
+	return err
+}
+
 // eligible reports whether broker id may lead or join an ISR: registered,
 // unfenced and not in controlled shutdown.
 func eligible(img *raftfsm.Image, id int32) bool {

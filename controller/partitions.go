@@ -32,10 +32,7 @@ func (c *Controller) alterPartition(ctx context.Context, req *pb.AlterPartitionR
 				tr.Partitions = append(tr.Partitions, pr)
 				err := idErr
 				if err == nil {
-					img, k := t.mark()
-					if err = decideAlterPartition(t, req.GetBrokerId(), tid, ap); err != nil {
-						t.rollback(img, k)
-					}
+					err = t.item(func() error { return decideAlterPartition(t, req.GetBrokerId(), tid, ap) })
 				}
 				pr.ErrorCode, pr.ErrorMessage = itemError(err)
 				if tp := t.img.TopicByID(tid); idErr == nil && tp != nil {

@@ -34,10 +34,7 @@ func (c *Controller) alterReassignments(ctx context.Context, req *pb.AlterPartit
 				case slices.Contains(done, rp.GetPartition()):
 					err = errorf(pb.ErrorCode_INVALID_REQUEST, "partition %d named twice", rp.GetPartition())
 				default:
-					img, k := t.mark()
-					if err = decideReassign(t, tp, rp.GetPartition(), rp.GetReplicas()); err != nil {
-						t.rollback(img, k)
-					}
+					err = t.item(func() error { return decideReassign(t, tp, rp.GetPartition(), rp.GetReplicas()) })
 				}
 				done = append(done, rp.GetPartition())
 				pr.ErrorCode, pr.ErrorMessage = itemError(err)

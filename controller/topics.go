@@ -26,10 +26,8 @@ func (c *Controller) createTopics(ctx context.Context, req *pb.CreateTopicsReque
 				r.ErrorCode, r.ErrorMessage = itemError(err)
 				continue
 			}
-			img, k := t.mark()
-			created, err := decideCreateTopic(t, ct, newTopicID())
-			if err != nil {
-				t.rollback(img, k)
+			var created *createdTopic
+			if err := t.item(func() (err error) { created, err = decideCreateTopic(t, ct, newTopicID()); return err }); err != nil {
 				r.ErrorCode, r.ErrorMessage = itemError(err)
 				continue
 			}
@@ -62,10 +60,8 @@ func (c *Controller) deleteTopics(ctx context.Context, req *pb.DeleteTopicsReque
 		for _, item := range req.GetTopics() {
 			r := &pb.DeleteTopicResult{Name: item.GetName(), TopicId: item.GetTopicId()}
 			resp.Topics = append(resp.Topics, r)
-			img, k := t.mark()
-			tp, err := decideDeleteTopic(t, item)
-			if err != nil {
-				t.rollback(img, k)
+			var tp *raftfsm.Topic
+			if err := t.item(func() (err error) { tp, err = decideDeleteTopic(t, item); return err }); err != nil {
 				r.ErrorCode, r.ErrorMessage = itemError(err)
 				continue
 			}
@@ -97,11 +93,7 @@ func (c *Controller) createPartitions(ctx context.Context, req *pb.CreatePartiti
 				r.ErrorCode, r.ErrorMessage = itemError(err)
 				continue
 			}
-			img, k := t.mark()
-			if err := decideCreatePartitions(t, ct); err != nil {
-				t.rollback(img, k)
-				r.ErrorCode, r.ErrorMessage = itemError(err)
-			}
+			r.ErrorCode, r.ErrorMessage = itemError(t.item(func() error { return decideCreatePartitions(t, ct) }))
 		}
 		if req.GetValidateOnly() {
 			t.rollback(start, n)
