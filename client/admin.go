@@ -1,9 +1,12 @@
 package client
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"sort"
+
+	"google.golang.org/grpc"
 
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
@@ -29,6 +32,19 @@ type Admin struct {
 
 // NewAdmin returns an Admin over c.
 func NewAdmin(c *Client) *Admin { return &Admin{c: c} }
+
+// callController makes one ControllerService call (a method expression such
+// as pb.ControllerServiceClient.CreateTopics) at the active controller,
+// through Client.Controller, and answers its response.
+func callController[Req, Resp any](ctx context.Context, a *Admin,
+	call func(pb.ControllerServiceClient, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	var resp Resp
+	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
+		resp, err = call(cl, ctx, req)
+		return err
+	})
+	return resp, err
+}
 
 // Client is the Client the Admin uses.
 func (a *Admin) Client() *Client { return a.c }

@@ -33,11 +33,7 @@ type ClusterDescription struct {
 // DescribeCluster describes every registered broker (fenced ones too) and
 // the active controller.
 func (a *Admin) DescribeCluster(ctx context.Context) (*ClusterDescription, error) {
-	var resp *pb.DescribeClusterResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.DescribeCluster(ctx, &pb.DescribeClusterRequest{IncludeFenced: true})
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.DescribeCluster, &pb.DescribeClusterRequest{IncludeFenced: true})
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +86,7 @@ type QuorumDescription struct {
 // DescribeQuorum describes the controller quorum: leader, term, indexes
 // and voters.
 func (a *Admin) DescribeQuorum(ctx context.Context) (*QuorumDescription, error) {
-	var resp *pb.DescribeQuorumResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.DescribeQuorum(ctx, &pb.DescribeQuorumRequest{})
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.DescribeQuorum, &pb.DescribeQuorumRequest{})
 	if err != nil {
 		return nil, err
 	}

@@ -112,11 +112,7 @@ func (a *Admin) DescribeConfigs(ctx context.Context, resources []ConfigResource,
 		}
 		req.Resources = append(req.Resources, &pb.DescribeConfigsResource{ResourceType: r.Type.proto(), ResourceName: r.Name, Keys: keys})
 	}
-	var resp *pb.DescribeConfigsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.DescribeConfigs(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.DescribeConfigs, req)
 	if err != nil {
 		return nil, err
 	}
@@ -206,11 +202,7 @@ func (a *Admin) AlterConfigs(ctx context.Context, changes []ConfigChange, opts A
 		}
 		req.Resources = append(req.Resources, r)
 	}
-	var resp *pb.AlterConfigsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.AlterConfigs(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.AlterConfigs, req)
 	if err != nil {
 		return nil, err
 	}

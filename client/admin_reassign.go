@@ -49,11 +49,7 @@ func (a *Admin) ElectLeaders(ctx context.Context, typ ElectionType, partitions [
 	default:
 		return nil, invalid("election type %d: want ElectPreferred or ElectUnclean", typ)
 	}
-	var resp *pb.ElectLeadersResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.ElectLeaders(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.ElectLeaders, req)
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +120,7 @@ func (a *Admin) alterReassignments(ctx context.Context, rs []Reassignment) ([]Re
 		}
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, &pb.ReassignablePartition{Partition: r.Partition, Replicas: slices.Clone(r.Replicas)})
 	}
-	var resp *pb.AlterPartitionReassignmentsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.AlterPartitionReassignments(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.AlterPartitionReassignments, req)
 	if err != nil {
 		return nil, err
 	}
@@ -168,11 +160,7 @@ func (o OngoingReassignment) Target() []int32 {
 // partitions (none: all), sorted by topic and partition.
 func (a *Admin) ListPartitionReassignments(ctx context.Context, partitions []TopicPartition) ([]OngoingReassignment, error) {
 	req := &pb.ListPartitionReassignmentsRequest{Topics: groupByTopic(partitions)}
-	var resp *pb.ListPartitionReassignmentsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.ListPartitionReassignments(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.ListPartitionReassignments, req)
 	if err != nil {
 		return nil, err
 	}

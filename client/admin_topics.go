@@ -70,11 +70,7 @@ func (a *Admin) CreateTopics(ctx context.Context, topics []NewTopic, opts Create
 		}
 		req.Topics = append(req.Topics, ct)
 	}
-	var resp *pb.CreateTopicsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.CreateTopics(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.CreateTopics, req)
 	if err != nil {
 		return nil, err
 	}
@@ -96,11 +92,7 @@ func (a *Admin) DeleteTopics(ctx context.Context, names ...string) ([]TopicResul
 	for _, n := range names {
 		req.Topics = append(req.Topics, &pb.DeleteTopicItem{Name: n})
 	}
-	var resp *pb.DeleteTopicsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.DeleteTopics(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.DeleteTopics, req)
 	if err != nil {
 		return nil, err
 	}
@@ -141,11 +133,7 @@ func (a *Admin) CreatePartitions(ctx context.Context, topics []NewPartitions, op
 		}
 		req.Topics = append(req.Topics, ct)
 	}
-	var resp *pb.CreatePartitionsResponse
-	err := a.c.Controller(ctx, func(ctx context.Context, cl pb.ControllerServiceClient) (err error) {
-		resp, err = cl.CreatePartitions(ctx, req)
-		return err
-	})
+	resp, err := callController(ctx, a, pb.ControllerServiceClient.CreatePartitions, req)
 	if err != nil {
 		return nil, err
 	}
