@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"sort"
 	"sync"
 	"time"
 
@@ -444,11 +443,6 @@ func minus(a, b map[TopicPartition]bool) []TopicPartition {
 			out = append(out, tp)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Topic != out[j].Topic {
-			return out[i].Topic < out[j].Topic
-		}
-		return out[i].Partition < out[j].Partition
-	})
+	sortTopicPartitions(out, func(tp TopicPartition) TopicPartition { return tp })
 	return out
 }
