@@ -53,7 +53,7 @@ func (m groupMetrics) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range shards {
 		for _, g := range s.List(nil) {
 			ch <- prometheus.MustNewConstMetric(descGroupMembers, prometheus.GaugeValue, float64(g.Members), g.GroupId)
-			offs, err := s.Committed(g.GroupId)
+			offs, _, err := s.Committed(g.GroupId)
 			if err != nil {
 				continue // the shard is unloading: its new coordinator reports the group
 			}

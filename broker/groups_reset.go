@@ -22,13 +22,13 @@ func (g *groupService) ResetOffsets(ctx context.Context, req *pb.ResetOffsetsReq
 	if req.GetTo() == nil {
 		return nil, statusInvalid("ResetOffsets needs a target (to_earliest, to_latest, to_timestamp_ms, shift_by or to_offset)")
 	}
-	if d, err := cs.shard.Describe(req.GetGroupId()); err == nil && len(d.Members) > 0 {
-		return nil, groupStatus(fmt.Errorf("%w: group %q has %s; stop them before resetting its offsets",
-			group.ErrNonEmptyGroup, req.GetGroupId(), group.Members(len(d.Members))))
-	}
-	committed, err := cs.shard.Committed(req.GetGroupId())
+	committed, members, err := cs.shard.Committed(req.GetGroupId())
 	if err != nil {
 		return nil, groupStatus(err)
+	}
+	if members > 0 {
+		return nil, groupStatus(fmt.Errorf("%w: group %q has %s; stop them before resetting its offsets",
+			group.ErrNonEmptyGroup, req.GetGroupId(), group.Members(members)))
 	}
 	tps, err := g.resetPartitions(req, committed)
 	if err != nil {

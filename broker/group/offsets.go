@@ -146,17 +146,19 @@ func (s *Shard) FetchOffsets(groupID string, topics []*pb.TopicPartitions) ([]*p
 	return out, nil
 }
 
-// Committed is a group's committed offsets (for ResetOffsets and metrics).
-func (s *Shard) Committed(groupID string) (map[TP]int64, error) {
+// Committed is a group's committed offsets and its number of members (for
+// ResetOffsets and metrics).
+func (s *Shard) Committed(groupID string) (offsets map[TP]int64, members int, err error) {
 	if err := s.lockServing(groupID); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer s.mu.Unlock()
 	out := map[TP]int64{}
 	if g := s.groups[groupID]; g != nil {
+		members = len(g.members)
 		for tp, v := range g.offsets {
 			out[tp] = v.GetOffset()
 		}
 	}
-	return out, nil
+	return out, members, nil
 }
