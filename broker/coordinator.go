@@ -165,20 +165,19 @@ func (c *coordinator) load(cs *coordShard) {
 // Append writes a shard's records as one batch, as the leader of the epoch
 // the shard was loaded in (group.Writer).
 func (cs *coordShard) Append(recs []group.Record) (int64, error) {
-	bl := builders.Get().(*record.Builder)
-	defer builders.Put(bl)
-	bl.Reset(record.BatchOptions{})
-	now := time.Now().UnixMilli()
-	for _, r := range recs {
-		if err := bl.Append(now, r.Key, r.Value, nil); err != nil {
-			return -1, err
+	b, err := newBatch(func(bl *record.Builder) error {
+		now := time.Now().UnixMilli()
+		for _, r := range recs {
+			if err := bl.Append(now, r.Key, r.Value, nil); err != nil {
+				return err
+			}
 		}
-	}
-	b, err := bl.Build()
+		return nil
+	})
 	if err != nil {
 		return -1, err
 	}
-	info, err := cs.p.AppendAsLeaderInEpoch(append([]byte(nil), b...), -1, cs.epoch)
+	info, err := cs.p.AppendAsLeaderInEpoch(b, -1, cs.epoch)
 	if err != nil {
 		return -1, err
 	}

@@ -101,32 +101,47 @@ func (s *service) appendPartition(topic string, pp *pb.ProducePartition, acks in
 
 var builders = sync.Pool{New: func() any { return record.NewBuilder(record.BatchOptions{}) }}
 
-// buildBatch turns plain records (any language's generated stubs) into one
-// RecordBatch v2.
-func buildBatch(recs []*pb.Record) ([]byte, error) {
+// newBatch builds one uncompressed RecordBatch v2 with a pooled builder:
+// add appends the records. The answer is a copy the caller owns.
+func newBatch(add func(bl *record.Builder) error) ([]byte, error) {
 	bl := builders.Get().(*record.Builder)
 	defer builders.Put(bl)
 	bl.Reset(record.BatchOptions{})
-	now := time.Now().UnixMilli()
-	var headers []record.Header
-	for _, r := range recs {
-		ts := now
-		if r.TimestampMs != nil {
-			ts = r.GetTimestampMs()
-		}
-		headers = headers[:0]
-		for _, h := range r.GetHeaders() {
-			headers = append(headers, record.Header{Key: h.GetKey(), Value: h.Value})
-		}
-		if err := bl.Append(ts, r.Key, r.Value, headers); err != nil {
-			return nil, fmt.Errorf("%w: %v", record.ErrCorruptRecord, err)
-		}
+	if err := add(bl); err != nil {
+		return nil, err
 	}
 	b, err := bl.Build()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", record.ErrCorruptRecord, err)
+		return nil, err
 	}
 	return append([]byte(nil), b...), nil
+}
+
+// buildBatch turns plain records (any language's generated stubs) into one
+// RecordBatch v2.
+func buildBatch(recs []*pb.Record) ([]byte, error) {
+	b, err := newBatch(func(bl *record.Builder) error {
+		now := time.Now().UnixMilli()
+		var headers []record.Header
+		for _, r := range recs {
+			ts := now
+			if r.TimestampMs != nil {
+				ts = r.GetTimestampMs()
+			}
+			headers = headers[:0]
+			for _, h := range r.GetHeaders() {
+				headers = append(headers, record.Header{Key: h.GetKey(), Value: h.Value})
+			}
+			if err := bl.Append(ts, r.Key, r.Value, headers); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", record.ErrCorruptRecord, err)
+	}
+	return b, nil
 }
 
 // produceWait is one partition of an acks=all request.
