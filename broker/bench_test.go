@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/stratalog/strata/broker/brokertest"
+	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage/record"
 )
@@ -57,7 +58,7 @@ func newBenchCluster(tb testing.TB, voters, brokers int) *benchCluster {
 
 // dial opens a new client connection to a broker (closed at cleanup).
 func (c *benchCluster) dial(id int32) *grpc.ClientConn {
-	cc, err := grpc.NewClient(c.Addr(id), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(c.Addr(id), grpc.WithTransportCredentials(insecure.NewCredentials()), wire.PoolDialOption())
 	if err != nil {
 		c.tb.Fatal(err)
 	}

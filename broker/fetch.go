@@ -203,7 +203,11 @@ func nextOffsetIn(buf []byte, from int64) (int64, int64) {
 }
 
 // decodeRecords decodes the whole batches in buf into records at or after
-// from (and below limit for a consumer).
+// from (and, for a consumer, below limit: the high watermark the answer
+// reports). The offset returned is where the next fetch starts: after the
+// last batch decoded, or limit when a batch crosses it — the region read may
+// end past the reported HW (the HW moved while it was read), and what lies
+// beyond must be fetched again, not skipped.
 func decodeRecords(buf []byte, from int64, consumer bool, limit int64) ([]*pb.Record, int64, error) {
 	var out []*pb.Record
 	var it record.Iterator
@@ -214,6 +218,12 @@ func decodeRecords(buf []byte, from int64, consumer bool, limit int64) ([]*pb.Re
 			break // a trailing partial batch
 		}
 		buf = buf[len(b):]
+		if consumer && b.NextOffset() > limit {
+			if b.BaseOffset() >= limit {
+				return out, max(next, limit), nil
+			}
+			buf = nil // the last batch decoded, up to limit
+		}
 		if b.IsControl() {
 			next = b.NextOffset()
 			continue
@@ -251,6 +261,9 @@ func decodeRecords(buf []byte, from int64, consumer bool, limit int64) ([]*pb.Re
 			return out, next, err
 		}
 		next = b.NextOffset()
+		if consumer {
+			next = min(next, max(limit, from))
+		}
 	}
 	return out, next, nil
 }

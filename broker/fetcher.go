@@ -42,6 +42,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage"
 	"github.com/stratalog/strata/storage/record"
@@ -593,11 +594,12 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.MaxWait+cfg.RequestTimeout)
 	start := time.Now()
 	// gRPC's default receive limit (4 MiB) is below what a fetch may answer.
-	resp, err := s.client.Fetch(ctx, req, grpc.MaxCallRecvMsgSize(int(cfg.MaxBytes)+fetcherRecvHeadroom))
+	resp, release, err := s.rpcFetch(ctx, req, grpc.MaxCallRecvMsgSize(int(cfg.MaxBytes)+fetcherRecvHeadroom))
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("rpc Fetch: %w", err)
 	}
+	defer release() // after the records were appended below
 
 	var appended []*Partition
 	got := 0
@@ -642,6 +644,30 @@ func (s *fetcherSource) fetch() (time.Duration, error) {
 		s.fastEmpty = 0
 	}
 	return 0, nil
+}
+
+// PooledFetcher is a leader client that can decode a Fetch answer into a
+// pooled buffer (wire.ReceivedFetch): the records are not copied out of the
+// message, and the buffer is reused once they are appended. The broker's own
+// connections implement it; a client that does not (a test's wrapper) is
+// called through Fetch.
+type PooledFetcher interface {
+	FetchPooled(ctx context.Context, req *pb.FetchRequest, into *wire.ReceivedFetch, opts ...grpc.CallOption) error
+}
+
+// rpcFetch sends one Fetch; release gives the answer's memory back once the
+// caller is done with its records.
+func (s *fetcherSource) rpcFetch(ctx context.Context, req *pb.FetchRequest, opts ...grpc.CallOption) (*pb.FetchResponse, func(), error) {
+	pf, ok := s.client.(PooledFetcher)
+	if !ok {
+		resp, err := s.client.Fetch(ctx, req, opts...)
+		return resp, func() {}, err
+	}
+	rf := &wire.ReceivedFetch{}
+	if err := pf.FetchPooled(ctx, req, rf, opts...); err != nil {
+		return nil, nil, err
+	}
+	return rf.Response(), rf.Release, nil
 }
 
 // applyLocked applies one partition's fetch result; it reports whether

@@ -436,3 +436,50 @@ func TestReappliedStateKeepsISRExpansionInFlight(t *testing.T) {
 		t.Fatalf("HW %d after 3 caught up, want 8", hw)
 	}
 }
+
+// TestDecodeRecordsStopsAtLimit: a consumer's decoded answer ends at the
+// high watermark it reports, and the next fetch starts there — a batch read
+// past the HW (the HW moved while the region was read) is fetched again,
+// not skipped. (Subscribe lost such records before.)
+func TestDecodeRecordsStopsAtLimit(t *testing.T) {
+	var buf []byte
+	for i, vals := range [][]string{{"a", "b"}, {"c", "d", "e"}, {"f"}} {
+		bl := record.NewBuilder(record.BatchOptions{})
+		for _, v := range vals {
+			if err := bl.Append(1, nil, []byte(v), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := bl.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(record.Batch(nil), b...)
+		b.SetBaseOffset([]int64{0, 2, 5}[i])
+		buf = append(buf, b...)
+	}
+	for _, c := range []struct {
+		from, limit int64
+		want        string
+		next        int64
+	}{
+		{0, 6, "abcdef", 6},
+		{0, 2, "ab", 2},   // the next batch starts at the limit
+		{0, 4, "abcd", 4}, // the limit falls inside a batch
+		{3, 4, "d", 4},
+		{1, 0, "", 1}, // nothing below the limit
+	} {
+		recs, next, err := decodeRecords(buf, c.from, true, c.limit)
+		got := ""
+		for _, r := range recs {
+			got += string(r.Value)
+		}
+		if err != nil || got != c.want || next != c.next {
+			t.Errorf("from %d limit %d: %q next %d err %v, want %q next %d", c.from, c.limit, got, next, err, c.want, c.next)
+		}
+	}
+	// A follower (not a consumer) gets everything.
+	if recs, next, err := decodeRecords(buf, 0, false, 2); err != nil || len(recs) != 6 || next != 6 {
+		t.Errorf("replica: %d records next %d err %v", len(recs), next, err)
+	}
+}

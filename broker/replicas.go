@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/raftfsm"
 	"github.com/stratalog/strata/storage"
@@ -192,11 +194,12 @@ func (m *replicaManager) brokerClient(id int32, addr string) (pb.BrokerServiceCl
 	m.connMu.Lock()
 	defer m.connMu.Unlock()
 	if cc := m.conns[addr]; cc != nil {
-		return pb.NewBrokerServiceClient(cc), nil
+		return replicaClient{pb.NewBrokerServiceClient(cc), cc}, nil
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
+		wire.PoolDialOption(),
 	}
 	if m.b.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(m.b.cfg.Dialer))
@@ -206,7 +209,18 @@ func (m *replicaManager) brokerClient(id int32, addr string) (pb.BrokerServiceCl
 		return nil, err
 	}
 	m.conns[addr] = cc
-	return pb.NewBrokerServiceClient(cc), nil
+	return replicaClient{pb.NewBrokerServiceClient(cc), cc}, nil
+}
+
+// replicaClient is a connection to another broker; its fetches decode into
+// pooled buffers (PooledFetcher).
+type replicaClient struct {
+	pb.BrokerServiceClient
+	cc *grpc.ClientConn
+}
+
+func (c replicaClient) FetchPooled(ctx context.Context, req *pb.FetchRequest, into *wire.ReceivedFetch, opts ...grpc.CallOption) error {
+	return c.cc.Invoke(ctx, pb.BrokerService_Fetch_FullMethodName, req, into, append(opts, wire.CallOption())...)
 }
 
 func (m *replicaManager) closeConns() {

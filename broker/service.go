@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
+
+	"google.golang.org/grpc"
 
 	"github.com/stratalog/strata/broker/delayed"
 	"github.com/stratalog/strata/broker/wire"
@@ -31,8 +34,40 @@ func registerService(b *Broker) {
 	}
 	b.svc = s
 	reg := b.metrics.rpc.Registrar(b.srv) // RPC metrics (metrics.go)
-	pb.RegisterBrokerServiceServer(reg, s)
+	reg.RegisterService(brokerServiceDesc(), s)
 	pb.RegisterGroupServiceServer(reg, &groupService{c: b.groups})
+}
+
+// brokerServiceDesc is the generated BrokerService description with one
+// change: Produce decodes into a wire.ReceivedProduce, whose records alias a
+// pooled buffer given back once the call has returned (the server's codec is
+// always wire.Codec, which knows the type). Produce appends the records
+// before it returns and keeps no slice of them.
+func brokerServiceDesc() *grpc.ServiceDesc {
+	d := pb.BrokerService_ServiceDesc
+	d.Methods = slices.Clone(d.Methods)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName == "Produce" {
+			d.Methods[i].Handler = produceHandler
+		}
+	}
+	return &d
+}
+
+func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := &wire.ReceivedProduce{}
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	defer in.Release()
+	s := srv.(pb.BrokerServiceServer)
+	if interceptor == nil {
+		return s.Produce(ctx, in.Request())
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: pb.BrokerService_Produce_FullMethodName}
+	return interceptor(ctx, in.Request(), info, func(ctx context.Context, req any) (any, error) {
+		return s.Produce(ctx, req.(*pb.ProduceRequest))
+	})
 }
 
 func (s *service) shutdown() {

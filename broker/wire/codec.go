@@ -71,13 +71,23 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return protoCodec.Marshal(v)
 }
 
-// Unmarshal is the default proto codec's: it copies what it keeps, so data
-// may be freed when it returns. (An aliasing decoder — records as slices of
-// one gathered buffer — was measured and gained nothing: Go zeroes that new
-// buffer, which costs what the default's second copy does.)
+// Unmarshal is the default proto codec's — it copies what it keeps, so data
+// may be freed when it returns — except for three types. A ProduceRequest is
+// decoded by hand with its records aliasing one gathered copy of the message
+// (decode_produce.go). A ReceivedProduce or ReceivedFetch keeps the message
+// in a buffer from Pool (no copy at all when it arrived in one buffer) with
+// the records aliasing it until the caller's Release (received.go). (An
+// aliasing decoder into a new gathered buffer was measured for consumers and
+// gained nothing: Go zeroes that buffer, which costs what the default's
+// second copy does; a pooled one is neither zeroed nor garbage.)
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*pb.ProduceRequest); ok {
+	switch m := v.(type) {
+	case *pb.ProduceRequest:
 		return unmarshalProduce(data.Materialize(), m)
+	case *ReceivedProduce:
+		return unmarshalReceived(data, m)
+	case *ReceivedFetch:
+		return unmarshalReceivedFetch(data, m)
 	}
 	return protoCodec.Unmarshal(data, v)
 }
@@ -112,7 +122,7 @@ func marshalTop(t top, o *owner) (out mem.BufferSlice, err error) {
 	if mem.IsBelowBufferPoolingThreshold(hdrSize) {
 		e.hdr = make([]byte, 0, hdrSize)
 	} else {
-		pooled = mem.DefaultBufferPool().Get(hdrSize)
+		pooled = Pool.Get(hdrSize)
 		e.hdr = (*pooled)[:0]
 	}
 	err = e.writeTop(t)
@@ -121,7 +131,7 @@ func marshalTop(t top, o *owner) (out mem.BufferSlice, err error) {
 	}
 	if err != nil {
 		if pooled != nil {
-			mem.DefaultBufferPool().Put(pooled)
+			Pool.Put(pooled)
 		}
 		e.hdr = nil
 		if o != nil {
@@ -131,7 +141,7 @@ func marshalTop(t top, o *owner) (out mem.BufferSlice, err error) {
 	}
 	if pooled != nil {
 		*pooled = e.hdr
-		root = mem.NewBuffer(pooled, mem.DefaultBufferPool())
+		root = mem.NewBuffer(pooled, Pool)
 	} else {
 		root = mem.SliceBuffer(e.hdr)
 	}

@@ -20,7 +20,10 @@ import (
 // messages) go through proto.Unmarshal. The result equals proto.Unmarshal's,
 // unknown fields included.
 
-var errProduceDecode = errors.New("wire: malformed ProduceRequest")
+var (
+	errProduceDecode = errors.New("wire: malformed ProduceRequest")
+	errFetchDecode   = errors.New("wire: malformed FetchResponse")
+)
 
 func unmarshalProduce(b []byte, m *pb.ProduceRequest) error {
 	m.Reset()
