@@ -75,6 +75,42 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendChunk appends 1 MiB per call as a produce request or a
+// follower's fetch response brings it: 64 batches of 16 KiB or 256 of 4 KiB
+// (1 KiB records), back to back. The log writes such a chunk with one pwrite
+// per segment it lands in, not one per batch (appendrun.go).
+func BenchmarkAppendChunk(b *testing.B) {
+	for _, tc := range []struct {
+		name             string
+		batches, records int
+	}{{"64x16KiB", 64, 16}, {"256x4KiB", 256, 4}} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.SegmentBytes = 256 << 20
+			cfg.RetentionMs = -1
+			l, err := Open(benchDir(b), cfg, OpenOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			// 1 KiB records: a batch of n is n KiB, framing aside.
+			batch := benchBatch(b, record.CodecNone, tc.records, 1024-22)
+			chunk := bytes.Repeat(batch, tc.batches)
+			if _, err := l.AppendAsLeader(chunk, 1); err != nil { // warm up
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := l.AppendAsLeader(chunk, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRead reads 1 MiB regions of a log from the page cache through
 // Log.Read + Region.Bytes into a reused buffer.
 func BenchmarkRead(b *testing.B) {

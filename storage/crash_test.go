@@ -17,6 +17,14 @@ import (
 // and returns its directory and the batches in order.
 func writeCrashFixture(t testing.TB, n int) (string, Config, []record.Batch) {
 	t.Helper()
+	return writeCrashFixtureInRuns(t, n, 1)
+}
+
+// writeCrashFixtureInRuns is writeCrashFixture with up to perAppend batches
+// per append (a leader append carries one epoch: groups stop at each tenth
+// batch, where the epoch changes), so the log writes them in runs.
+func writeCrashFixtureInRuns(t testing.TB, n, perAppend int) (string, Config, []record.Batch) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := testConfig()
 	cfg.SegmentBytes = 1024
@@ -27,12 +35,25 @@ func writeCrashFixture(t testing.TB, n int) (string, Config, []record.Batch) {
 		t.Fatal(err)
 	}
 	var batches []record.Batch
+	var group []byte
+	start := 0 // index of the group's first batch
 	for i := range n {
 		b := makeBatch(t, record.Codec(i%5), 1+i%5, fmt.Sprint(i), int64(i))
-		if _, err := l.AppendAsLeader(b, int32(i/10)); err != nil {
+		group = append(group, b...)
+		batches = append(batches, b)
+		if i+1-start < perAppend && (i+1)%10 != 0 && i != n-1 {
+			continue
+		}
+		if _, err := l.AppendAsLeader(group, int32(i/10)); err != nil {
 			t.Fatal(err)
 		}
-		batches = append(batches, b)
+		// Keep the batches as stored: offsets and epoch assigned in place.
+		for j, rest := start, group; len(rest) > 0; j++ {
+			stored, _ := record.Parse(rest)
+			copy(batches[j], stored)
+			rest = rest[len(stored):]
+		}
+		group, start = group[:0], i+1
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -152,6 +173,35 @@ func TestCrashAtAnyByte(t *testing.T) {
 				checkValidPrefix(t, dir, cfg, batches, 0)
 			})
 		}
+	}
+}
+
+// TestCrashAtAnyByteAfterRunAppends is TestCrashAtAnyByte on a log written
+// ten batches per append, so in runs of one write each.
+func TestCrashAtAnyByteAfterRunAppends(t *testing.T) {
+	src, cfg, batches := writeCrashFixtureInRuns(t, 60, 10)
+	one, _, _ := writeCrashFixture(t, 60)
+	files := logFiles(t, src)
+	if len(files) < 3 {
+		t.Fatalf("fixture has %d segments, want several", len(files))
+	}
+	if want := logFiles(t, one); len(want) != len(files) {
+		t.Fatalf("%d segments written in runs, %d batch by batch", len(files), len(want))
+	}
+	rng := rand.New(rand.NewPCG(8, 8))
+	fi, err := os.Stat(files[len(files)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		cut := rng.Int64N(fi.Size())
+		t.Run(fmt.Sprintf("cut%d", cut), func(t *testing.T) {
+			dir := copyDir(t, src)
+			if err := os.Truncate(filepath.Join(dir, filepath.Base(files[len(files)-1])), cut); err != nil {
+				t.Fatal(err)
+			}
+			checkValidPrefix(t, dir, cfg, batches, 0)
+		})
 	}
 }
 

@@ -77,7 +77,11 @@ func (x *OffsetIndex) relAt(i int) int64 {
 
 // IsFull reports whether Append would fail with ErrIndexFull for lack of
 // room: the segment must roll. A read-only index is always full.
-func (x *OffsetIndex) IsFull() bool { return x.Entries() >= x.maxEntries }
+func (x *OffsetIndex) IsFull() bool { return x.IsFullAfter(0) }
+
+// IsFullAfter is IsFull once n more entries are appended: the log asks it
+// about batches it has yet to write in the current run (appendrun.go).
+func (x *OffsetIndex) IsFullAfter(n int) bool { return x.Entries()+n >= x.maxEntries }
 
 // Append adds an entry for offset at position. The offset must be greater
 // than the last entry's (else ErrCorruptIndex) and within [baseOffset,

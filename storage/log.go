@@ -334,39 +334,56 @@ func (l *Log) appendLocked(batches []byte, leaderEpoch int32, follower bool) (in
 		return info, false, nil
 	}
 	now := l.now()
+	// One write per run of batches bound for the same segment (appendrun.go),
+	// then each batch is accounted in order as if written alone.
 	for rest := batches; len(rest) > 0; {
 		b, _ := record.Parse(rest)
-		rest = rest[len(b):]
-		if !follower {
-			b.SetBaseOffset(next)
-			if leaderEpoch >= 0 {
-				b.SetPartitionLeaderEpoch(leaderEpoch)
-			}
-		}
-		seg, err := l.maybeRollLocked(int64(len(b)), b, now)
+		planned := assignOffsets(b, next, leaderEpoch, follower)
+		seg, err := l.maybeRollLocked(b, now)
 		if err != nil {
 			return info, false, l.failLocked(err)
 		}
-		if err := seg.append(b, cfg.IndexIntervalBytes); err != nil {
+		run := startRun(seg, cfg, now.UnixMilli())
+		run.add(b)
+		n := len(b)
+		for n < len(rest) {
+			b, _ := record.Parse(rest[n:])
+			after := assignOffsets(b, planned, leaderEpoch, follower)
+			if run.rolls(b) {
+				break
+			}
+			run.add(b)
+			n += len(b)
+			planned = after
+		}
+		if err := seg.writeRun(rest[:n]); err != nil {
 			return info, false, l.failLocked(err)
 		}
-		if e := b.PartitionLeaderEpoch(); e >= 0 {
-			if latest, ok := l.epochs.Latest(); !ok || e > latest.Epoch {
-				if err := l.epochs.Assign(e, b.BaseOffset()); err != nil {
-					return info, false, l.failLocked(err)
+		for written := rest[:n]; len(written) > 0; {
+			b, _ := record.Parse(written)
+			written = written[len(b):]
+			if err := seg.addBatch(b, cfg.IndexIntervalBytes); err != nil {
+				return info, false, l.failLocked(err)
+			}
+			if e := b.PartitionLeaderEpoch(); e >= 0 {
+				if latest, ok := l.epochs.Latest(); !ok || e > latest.Epoch {
+					if err := l.epochs.Assign(e, b.BaseOffset()); err != nil {
+						return info, false, l.failLocked(err)
+					}
 				}
 			}
+			if info.FirstOffset < 0 {
+				info.FirstOffset = b.BaseOffset()
+			}
+			info.LastOffset = b.LastOffset()
+			info.MaxTimestamp = max(info.MaxTimestamp, b.MaxTimestamp())
+			info.Records += int64(b.RecordCount())
+			info.Bytes += int64(len(b))
+			next = b.NextOffset()
+			l.leo.Store(next)
+			l.mu.producers.apply(b)
 		}
-		if info.FirstOffset < 0 {
-			info.FirstOffset = b.BaseOffset()
-		}
-		info.LastOffset = b.LastOffset()
-		info.MaxTimestamp = max(info.MaxTimestamp, b.MaxTimestamp())
-		info.Records += int64(b.RecordCount())
-		info.Bytes += int64(len(b))
-		next = b.NextOffset()
-		l.leo.Store(next)
-		l.mu.producers.apply(b)
+		rest = rest[n:]
 	}
 	if pending != nil {
 		l.mu.producers.sweep(now.UnixMilli())
@@ -394,18 +411,14 @@ func (l *Log) failLocked(err error) error {
 	return err
 }
 
-// maybeRollLocked returns the segment the next batch goes to, rolling a new
-// one when the active segment is full by size, age, index, or offset span.
-func (l *Log) maybeRollLocked(size int64, b record.Batch, now time.Time) (*segment, error) {
+// maybeRollLocked returns the segment b goes to, rolling a new one when the
+// active segment is full by size, age, index, or offset span (segmentRun.rolls
+// decides, on the segment as it is).
+func (l *Log) maybeRollLocked(b record.Batch, now time.Time) (*segment, error) {
 	segs := l.segments()
 	active := segs[len(segs)-1]
-	cfg := &l.mu.cfg
-	used := active.size.Load()
-	roll := used > 0 && (used+size > cfg.SegmentBytes ||
-		active.timeWaitedForRoll(now.UnixMilli(), b.MaxTimestamp()) > cfg.SegmentMs ||
-		active.index.IsFull() || active.timeIndex.IsFull() ||
-		b.LastOffset()-active.base > math.MaxInt32)
-	if !roll {
+	run := startRun(active, &l.mu.cfg, now.UnixMilli())
+	if !run.rolls(b) {
 		return active, nil
 	}
 	return l.rollLocked(now)

@@ -194,13 +194,23 @@ func (s *segment) positionOf(target int64) (int64, error) {
 	return pos, err
 }
 
-// append writes one batch (offsets already assigned) at the end of the
-// segment and maintains the indexes. Called with the log's writer lock held.
-func (s *segment) append(b record.Batch, indexInterval int64) error {
-	pos := s.size.Load()
-	if _, err := s.file.File().WriteAt(b, pos); err != nil {
+// writeRun writes run, one or more whole batches with their offsets assigned,
+// at the end of the segment in one write, and publishes none of it: the
+// caller then accounts each batch with addBatch, in order, which is what
+// moves size (and so what readers may see). Called with the log's writer lock
+// held.
+func (s *segment) writeRun(run []byte) error {
+	if _, err := s.file.File().WriteAt(run, s.size.Load()); err != nil {
 		return fmt.Errorf("%w: write %s: %v", ErrStorageFailed, s.path(LogFileSuffix), err)
 	}
+	return nil
+}
+
+// addBatch accounts b, the next batch writeRun wrote after the segment's
+// current size: the roll clock, the indexes, then the size that publishes it.
+// Called with the log's writer lock held.
+func (s *segment) addBatch(b record.Batch, indexInterval int64) error {
+	pos := s.size.Load()
 	if pos == 0 {
 		s.firstBatchTS = b.MaxTimestamp()
 	}
@@ -211,14 +221,20 @@ func (s *segment) append(b record.Batch, indexInterval int64) error {
 	return nil
 }
 
-// timeWaitedForRoll is how long the segment has been open for segment.ms,
-// as Kafka measures it: from the first batch's timestamp to the incoming
+// waitedForRoll is how long a segment has been open for segment.ms, as
+// Kafka measures it: from its first batch's timestamp to the incoming
 // batch's, or from the segment's creation when timestamps are missing.
-func (s *segment) timeWaitedForRoll(nowMs, batchTS int64) int64 {
-	if s.firstBatchTS >= 0 && batchTS >= 0 {
-		return batchTS - s.firstBatchTS
+func waitedForRoll(firstBatchTS, createdMs, nowMs, batchTS int64) int64 {
+	if firstBatchTS >= 0 && batchTS >= 0 {
+		return batchTS - firstBatchTS
 	}
-	return nowMs - s.created
+	return nowMs - createdMs
+}
+
+// indexDue reports whether the batch after bytesSinceIndex bytes of
+// unindexed batches gets an entry in the indexes (index.interval.bytes).
+func indexDue(bytesSinceIndex, indexInterval int64) bool {
+	return bytesSinceIndex > indexInterval
 }
 
 // indexBatch accounts a batch written at pos: the max timestamp, and an
@@ -228,7 +244,7 @@ func (s *segment) indexBatch(b record.Batch, pos, indexInterval int64) error {
 		s.maxTimestamp.Store(ts)
 		s.offsetOfMaxTimestamp.Store(b.LastOffset())
 	}
-	if s.bytesSinceIndex > indexInterval {
+	if indexDue(s.bytesSinceIndex, indexInterval) {
 		if err := s.index.Append(b.LastOffset(), int32(pos)); err != nil {
 			return err
 		}

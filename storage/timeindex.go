@@ -74,11 +74,15 @@ func (x *TimeIndex) relAt(i int) int64 {
 // IsFull reports whether the segment must roll: true once only the reserved
 // last slot is left (when the index has room for more than one entry). A
 // read-only index is always full.
-func (x *TimeIndex) IsFull() bool {
+func (x *TimeIndex) IsFull() bool { return x.IsFullAfter(0) }
+
+// IsFullAfter is IsFull once n more entries are appended: the log asks it
+// about batches it has yet to write in the current run (appendrun.go).
+func (x *TimeIndex) IsFullAfter(n int) bool {
 	if x.maxEntries > 1 {
-		return x.Entries() >= x.maxEntries-1
+		return x.Entries()+n >= x.maxEntries-1
 	}
-	return x.Entries() >= x.maxEntries
+	return x.Entries()+n >= x.maxEntries
 }
 
 // MaybeAppend adds (timestamp, offset) when timestamp is greater than the
