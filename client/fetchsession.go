@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage/record"
 )
@@ -200,13 +201,18 @@ func (s *fetchSession) fetch(ctx context.Context, asks []fetchAsk, it *record.It
 			CurrentLeaderEpoch: a.epoch, PartitionMaxBytes: c.cfg.PartitionMaxBytes, LogStartOffset: -1, LastFetchedEpoch: -1})
 		index[a.p.tp] = i
 	}
-	bc, err := c.cl.Broker(s.addr)
+	cc, err := c.cl.conn(s.addr)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout+c.cfg.FetchMaxWait)
 	c.fetches.Add(1)
-	resp, err := bc.Fetch(rctx, req, FetchCallOptions()...)
+	// The answer stays in one pooled buffer, its records aliasing it, until
+	// they are decoded (decodeFetched copies what it keeps).
+	received := &wire.ReceivedFetch{}
+	defer received.Release()
+	err = cc.Invoke(rctx, pb.BrokerService_Fetch_FullMethodName, req, received, FetchCallOptions()...)
+	resp := received.Response()
 	cancel()
 	c.mu.Lock()
 	kicked := s.kicked
