@@ -67,6 +67,11 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 			return nil, nil
 		}
 		return marshalTop(top{m.Topics, m.NodeEndpoints, m.ProtoReflect().GetUnknown()}, take(m))
+	case *ProduceRequest:
+		if m == nil {
+			return nil, nil
+		}
+		return marshalProduce(m)
 	}
 	return protoCodec.Marshal(v)
 }
@@ -117,14 +122,7 @@ func marshalTop(t top, o *owner) (out mem.BufferSlice, err error) {
 	hdrSize := total - cutBytes
 
 	// The header: every byte but the cut records, in one buffer.
-	var root mem.Buffer
-	var pooled *[]byte
-	if mem.IsBelowBufferPoolingThreshold(hdrSize) {
-		e.hdr = make([]byte, 0, hdrSize)
-	} else {
-		pooled = Pool.Get(hdrSize)
-		e.hdr = (*pooled)[:0]
-	}
+	pooled := e.newHeader(hdrSize)
 	err = e.writeTop(t)
 	if err == nil && (len(e.hdr) != hdrSize || e.next != len(e.sizes)) {
 		err = errSizeMismatch
@@ -139,43 +137,69 @@ func marshalTop(t top, o *owner) (out mem.BufferSlice, err error) {
 		}
 		return nil, err
 	}
-	if pooled != nil {
-		*pooled = e.hdr
-		root = mem.NewBuffer(pooled, Pool)
-	} else {
-		root = mem.SliceBuffer(e.hdr)
-	}
-	hdr := e.hdr
+	root := headerBuffer(e.hdr, pooled)
 	e.hdr = nil
 
-	out = make(mem.BufferSlice, 0, 2*len(e.cuts)+1)
 	if o != nil {
 		o.slots = make([][]byte, len(e.cuts))
 		o.pending.Store(1) // Marshal's own, dropped below
 	}
-	prev := 0
-	for i, c := range e.cuts {
-		if c.at > prev {
-			out = append(out, root.Slice(prev, c.at))
-		}
-		prev = c.at
+	out = splice(root, hdrSize, e.cuts, func(i int, rec []byte) mem.Buffer {
 		if o == nil {
-			out = append(out, mem.SliceBuffer(c.rec)) // kept alive by the GC
-			continue
+			return mem.SliceBuffer(rec) // kept alive by the GC
 		}
 		// Capacity trimmed to the length: the buffer covers the records
 		// only, and is above the pooling threshold, so gRPC calls o.Put
 		// when it frees it.
-		o.slots[i] = c.rec[:len(c.rec):len(c.rec)]
+		o.slots[i] = rec[:len(rec):len(rec)]
 		o.pending.Add(1)
-		out = append(out, mem.NewBuffer(&o.slots[i], o))
-	}
-	if prev < len(hdr) {
-		out = append(out, root.Slice(prev, len(hdr)))
-	}
-	root.Free() // the slices hold their own references
+		return mem.NewBuffer(&o.slots[i], o)
+	})
 	if o != nil {
 		o.done()
 	}
 	return out, nil
+}
+
+// newHeader points e.hdr at an empty buffer of capacity n for the header:
+// from Pool (returned as pooled) above gRPC's pooling threshold, else a
+// plain allocation (pooled is nil).
+func (e *encoder) newHeader(n int) (pooled *[]byte) {
+	if mem.IsBelowBufferPoolingThreshold(n) {
+		e.hdr = make([]byte, 0, n)
+		return nil
+	}
+	pooled = Pool.Get(n)
+	e.hdr = (*pooled)[:0]
+	return pooled
+}
+
+// headerBuffer wraps the written header as a gRPC buffer: one that goes
+// back to Pool when freed if newHeader took it from there.
+func headerBuffer(hdr []byte, pooled *[]byte) mem.Buffer {
+	if pooled == nil {
+		return mem.SliceBuffer(hdr)
+	}
+	*pooled = hdr
+	return mem.NewBuffer(pooled, Pool)
+}
+
+// splice is the output of an encoding with cuts: slices of the header
+// root (hdrLen bytes) with each cut's records, wrapped by wrap(i, rec), in
+// between at its place. It takes over the caller's reference to root.
+func splice(root mem.Buffer, hdrLen int, cuts []cut, wrap func(i int, rec []byte) mem.Buffer) mem.BufferSlice {
+	out := make(mem.BufferSlice, 0, 2*len(cuts)+1)
+	prev := 0
+	for i, c := range cuts {
+		if c.at > prev {
+			out = append(out, root.Slice(prev, c.at))
+		}
+		prev = c.at
+		out = append(out, wrap(i, c.rec))
+	}
+	if prev < hdrLen {
+		out = append(out, root.Slice(prev, hdrLen))
+	}
+	root.Free() // the slices hold their own references
+	return out
 }

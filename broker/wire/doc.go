@@ -27,7 +27,19 @@
 // the peer decodes it with any protobuf library, and the codec is invisible
 // to it.
 //
-// Unmarshal is the default proto codec's.
+// The client's Produce goes the same way in the other direction: a
+// ProduceRequest (this package's type, not the generated one) names each
+// partition's records as a list of built batches, and Marshal sends every
+// batch of more than 1 KiB by reference, so the producer neither
+// concatenates its batches nor has protobuf copy them (produce_encode.go).
+// The bytes are proto.Marshal's of the pb.ProduceRequest with the batches
+// concatenated; the broker decodes an ordinary request. Its batches are
+// owned by the caller again once the request is settled and gRPC has freed
+// them (ProduceRequest.OnRelease, Settle).
+//
+// Unmarshal is the default proto codec's, except for the received Produce
+// and Fetch messages whose records alias the received bytes (see
+// Codec.Unmarshal).
 //
 // # Who owns the records memory
 //
