@@ -26,6 +26,7 @@ type batch struct {
 	deadline time.Time // created + DeliveryTimeout
 	sealed   bool      // no more appends: full, or drained for sending
 	built    record.Batch
+	hold     builderHold // when builder may be reused (requests send built by reference)
 
 	// In the partition's queue (see partQueue).
 	state    uint8
@@ -196,6 +197,7 @@ func (a *accumulator) append(tp topicPartition, now time.Time, ts int64, key, va
 		bl := a.builders.Get().(*record.Builder)
 		bl.Reset(a.opts)
 		b = &batch{tp: tp, builder: bl, created: now, deadline: now.Add(a.delivery), done: make(chan struct{}), base: -1, appendTime: -1, seq: -1}
+		b.hold.builder = bl
 		q.batches = append(q.batches, b)
 		res.newBatch = true
 	}
@@ -637,6 +639,7 @@ func (a *accumulator) splitBatch(b *batch) []*batch {
 			bl.Reset(a.opts)
 			c = &batch{tp: b.tp, builder: bl, created: b.created, deadline: b.deadline, sealed: true,
 				done: make(chan struct{}), base: -1, appendTime: -1, seq: -1, parent: b, first: i}
+			c.hold.builder = bl
 			children = append(children, c)
 		}
 		r := it.Record()
@@ -656,15 +659,16 @@ func (a *accumulator) splitBatch(b *batch) []*batch {
 		return nil
 	}
 	b.children, b.left = children, len(children)
-	a.builders.Put(b.builder)
+	b.hold.drop(&a.builders) // a request that carried b may still hold its bytes
 	b.builder, b.built = nil, nil
 	return children
 }
 
-// recycle returns a completed batch's builder for reuse.
+// recycle returns a completed batch's builder for reuse, once no request
+// that carried it is held by gRPC any more (see builderHold).
 func (a *accumulator) recycle(b *batch) {
 	if b.builder != nil {
-		a.builders.Put(b.builder)
+		b.hold.drop(&a.builders)
 		b.builder, b.built = nil, nil
 	}
 }

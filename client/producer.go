@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage/record"
 )
@@ -300,6 +301,10 @@ type Producer struct {
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	closed   bool
+
+	// onRequest, if set (tests, before the first Send), sees each Produce
+	// request just before it is sent.
+	onRequest func(*wire.ProduceRequest)
 }
 
 // NewProducer makes a producer on c; it does not close c.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
@@ -156,10 +157,16 @@ func (p *Producer) initProducerID(m *Metadata, failures int) {
 }
 
 // produce sends one request and hands the answer to the sender.
+//
+// The request carries the built batches by reference (wire.ProduceRequest):
+// neither concatenated nor copied by protobuf, gRPC reads them straight out
+// of the builders. Each batch is pinned for the request (builderHold) until
+// gRPC has let go of it, which may be after Invoke returns; meanwhile its
+// builder is not reused and its bytes are not written in place.
 func (p *Producer) produce(addr string, parts []drained) {
 	r := &produceResult{addr: addr, parts: parts}
 	defer func() { p.results <- r }()
-	req := &pb.ProduceRequest{Acks: p.cfg.Acks.Wire(), TimeoutMs: int32(p.cfg.RequestTimeout / time.Millisecond)}
+	req := &wire.ProduceRequest{Acks: p.cfg.Acks.Wire(), TimeoutMs: int32(p.cfg.RequestTimeout / time.Millisecond)}
 	// Partitions in one order in every request: a leader appends them in
 	// request order, and a batch ahead of its sequence waits there for an
 	// earlier request; the same order in all requests means two requests
@@ -170,12 +177,9 @@ func (p *Producer) produce(addr string, parts []drained) {
 		}
 		return int(a.tp.partition) - int(b.tp.partition)
 	})
-	topics := map[string]*pb.ProduceTopic{}
+	var pinned []*batch
 	for _, d := range parts {
-		var records []byte
-		if len(d.batches) > 1 {
-			records = make([]byte, 0, d.bytes) // a compressed batch is smaller than its estimate
-		}
+		batches := make([][]byte, len(d.batches))
 		for i, b := range d.batches {
 			if b.built == nil {
 				if d.producerID >= 0 {
@@ -184,27 +188,31 @@ func (p *Producer) produce(addr string, parts []drained) {
 				built, err := b.builder.Build()
 				if err != nil {
 					r.err = &Error{Code: pb.ErrorCode_CORRUPT_MESSAGE, Message: err.Error()}
+					p.unpin(pinned)
 					return
 				}
 				b.built = built
 			} else if d.producerID >= 0 && (b.built.ProducerID() != d.producerID || b.built.ProducerEpoch() != d.epoch || b.built.BaseSequence() != d.seqs[i]) {
-				b.built.SetProducer(d.producerID, d.epoch, d.seqs[i]) // after a sequence reset
+				// After a sequence reset. An earlier request may still be
+				// reading these bytes: then stamp a copy.
+				if b.hold.pinned() {
+					b.built = slices.Clone(b.built)
+				}
+				b.built.SetProducer(d.producerID, d.epoch, d.seqs[i])
 			}
-			if len(d.batches) == 1 {
-				records = b.built
-			} else {
-				records = append(records, b.built...)
-			}
+			b.hold.pin()
+			pinned = append(pinned, b)
+			batches[i] = b.built
 		}
-		t := topics[d.tp.topic]
-		if t == nil {
-			t = &pb.ProduceTopic{Topic: d.tp.topic}
-			topics[d.tp.topic] = t
-			req.Topics = append(req.Topics, t)
+		if n := len(req.Topics); n == 0 || req.Topics[n-1].Topic != d.tp.topic { // parts are sorted by topic
+			req.Topics = append(req.Topics, wire.ProduceTopic{Topic: d.tp.topic})
 		}
-		t.Partitions = append(t.Partitions, &pb.ProducePartition{Partition: d.tp.partition, Records: records})
+		t := &req.Topics[len(req.Topics)-1]
+		t.Partitions = append(t.Partitions, wire.ProducePartition{Partition: d.tp.partition, Batches: batches})
 	}
-	bc, err := p.c.Broker(addr)
+	req.OnRelease(func() { p.unpin(pinned) })
+	defer req.Settle()
+	cc, err := p.c.conn(addr)
 	if err != nil {
 		r.err = err
 		return
@@ -221,7 +229,22 @@ func (p *Producer) produce(addr string, parts []drained) {
 	}
 	ctx, cancel := context.WithDeadline(p.rpcCtx, deadline)
 	defer cancel()
-	r.resp, r.err = bc.Produce(ctx, req)
+	if p.onRequest != nil {
+		p.onRequest(req)
+	}
+	resp := &pb.ProduceResponse{}
+	if err := cc.Invoke(ctx, pb.BrokerService_Produce_FullMethodName, req, resp, wire.CallOption()); err != nil {
+		r.err = err
+		return
+	}
+	r.resp = resp
+}
+
+// unpin drops a request's references to its batches (see builderHold).
+func (p *Producer) unpin(batches []*batch) {
+	for _, b := range batches {
+		b.hold.drop(&p.acc.builders)
+	}
 }
 
 // settle applies one answer: completes the partitions that succeeded or
