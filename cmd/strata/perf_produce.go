@@ -25,6 +25,7 @@ type perfProduceOptions struct {
 	duration     time.Duration
 	maxInFlight  int
 	bufferMemory int
+	cpuProfile   string
 }
 
 func newPerfProduceCmd(g *globalOptions) *cobra.Command {
@@ -44,10 +45,13 @@ and the rate. --max-in-flight and --buffer-memory bound what one producer has
 unacknowledged (requests per broker; bytes of records, about 41 bytes more
 than the value each). With --output json the totals are one JSON object on
 stdout and progress goes to stderr. Exit 1 if any record failed (the first
-error is named).`,
+error is named). --cpuprofile writes a CPU profile of this process (the
+client) while it sends, for go tool pprof.`,
 		Example: `  strata perf produce --topic bench --num-records 1000000 --record-size 1024
   strata perf produce --topic bench --num-records 100000 --record-size 100 --throughput 10000 --acks 1
-  strata perf produce --topic bench --duration 10s --record-size 1024 --producers 4`,
+  strata perf produce --topic bench --duration 10s --record-size 1024 --producers 4
+  strata perf produce --topic bench --num-records 300000 --record-size 1024 --cpuprofile client.pprof
+  go tool pprof -top strata client.pprof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -68,6 +72,7 @@ error is named).`,
 	f.DurationVar(&o.duration, "duration", 0, "stop sending after this long (0: when --num-records are sent)")
 	f.IntVar(&o.maxInFlight, "max-in-flight", 0, "Produce requests outstanding to one broker, per producer (0: the client default, 5)")
 	f.IntVar(&o.bufferMemory, "buffer-memory", 0, "bytes of unacknowledged records one producer holds before Send waits (0: the client default, 32 MiB)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the client to this file while it sends (go tool pprof)")
 	return cmd
 }
 
@@ -268,6 +273,13 @@ func runPerfProduce(ctx context.Context, cmd *cobra.Command, g *globalOptions, o
 		progressOut = cmd.ErrOrStderr()
 	}
 
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	stats := newPerfStats()
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
