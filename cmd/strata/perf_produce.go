@@ -213,6 +213,45 @@ type ackGroup struct {
 	pending []time.Time // send times
 }
 
+// ackGroups finds a record's ackGroup by its batch's Done channel. Groups
+// whose batch is acknowledged are pruned once the map has doubled since the
+// last prune, so a prune costs O(1) per group however many batches are in
+// flight. (Pruning at a fixed size scanned the whole map for every new
+// batch once more than that many were unacknowledged — 32 MiB of 16 KiB
+// batches is 2048 — and took a third of the client's CPU.)
+type ackGroups struct {
+	m       map[<-chan struct{}]*ackGroup
+	pruneAt int
+	scanned int // groups looked at by prunes (tests)
+}
+
+const ackGroupsMinPrune = 1024
+
+func newAckGroups() *ackGroups {
+	return &ackGroups{m: map[<-chan struct{}]*ackGroup{}, pruneAt: ackGroupsMinPrune}
+}
+
+// get returns done's group, making it (isNew) if there is none.
+func (g *ackGroups) get(done <-chan struct{}) (grp *ackGroup, isNew bool) {
+	if grp = g.m[done]; grp != nil {
+		return grp, false
+	}
+	if len(g.m) >= g.pruneAt {
+		for ch, old := range g.m {
+			g.scanned++
+			old.mu.Lock()
+			if old.done {
+				delete(g.m, ch)
+			}
+			old.mu.Unlock()
+		}
+		g.pruneAt = max(ackGroupsMinPrune, 2*len(g.m))
+	}
+	grp = &ackGroup{}
+	g.m[done] = grp
+	return grp, true
+}
+
 // validate checks the flags: bad ones are usage errors (exit 2).
 func (o *perfProduceOptions) validate() error {
 	switch {
@@ -367,7 +406,7 @@ func runPerfProduce(ctx context.Context, cmd *cobra.Command, g *globalOptions, o
 // has its outcome; an error only for a flush that failed.
 func perfSend(ctx context.Context, p *client.Producer, topic string, value []byte, stats *perfStats, quota int64, rate float64, deadline time.Time) (int64, error) {
 	var waiters sync.WaitGroup
-	groups := map[<-chan struct{}]*ackGroup{}
+	groups := newAckGroups()
 	size := len(value)
 	begin := time.Now()
 	sent := int64(0)
@@ -396,19 +435,8 @@ send:
 			continue
 		default:
 		}
-		grp := groups[done]
-		if grp == nil {
-			if len(groups) >= 1024 {
-				for ch, old := range groups {
-					old.mu.Lock()
-					if old.done {
-						delete(groups, ch)
-					}
-					old.mu.Unlock()
-				}
-			}
-			grp = &ackGroup{}
-			groups[done] = grp
+		grp, isNew := groups.get(done)
+		if isNew {
 			waiters.Add(1)
 			go func() {
 				defer waiters.Done()

@@ -123,3 +123,34 @@ func TestPercentilesAndReservoir(t *testing.T) {
 		t.Error("percentiles of nothing should be zeros")
 	}
 }
+
+// With many batches unacknowledged, finding a record's group costs O(1)
+// amortized: the map is not rescanned for every new batch (it was, past
+// 1024 groups, which took a third of the client's CPU with 16 KiB batches).
+// Acknowledged groups are still pruned.
+func TestAckGroupsPruneAmortized(t *testing.T) {
+	g := newAckGroups()
+	const batches = 20000
+	var open []*ackGroup
+	for range batches {
+		ch := make(chan struct{})
+		grp, isNew := g.get(ch)
+		if !isNew {
+			t.Fatal("a new channel found a group")
+		}
+		if again, isNew := g.get(ch); isNew || again != grp {
+			t.Fatal("a second record of one batch got a new group")
+		}
+		open = append(open, grp)
+		if len(open) > 3000 { // 3000 batches in flight; the oldest is acknowledged
+			open[0].done = true
+			open = open[1:]
+		}
+	}
+	if g.scanned > 4*batches {
+		t.Errorf("prunes looked at %d groups for %d batches, want O(batches)", g.scanned, batches)
+	}
+	if len(g.m) > 2*3000+2 {
+		t.Errorf("%d groups kept with 3000 in flight: acknowledged ones not pruned", len(g.m))
+	}
+}
