@@ -128,6 +128,21 @@ func newPerfStats() *perfStats {
 func (s *perfStats) record(lat time.Duration, size int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.recordLocked(lat, size, err)
+}
+
+// recordBatch records the records of one batch, sent at starts and
+// acknowledged (or failed) together at at: one lock for the batch rather
+// than one per record.
+func (s *perfStats) recordBatch(at time.Time, starts []time.Time, size int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range starts {
+		s.recordLocked(at.Sub(st), size, err)
+	}
+}
+
+func (s *perfStats) recordLocked(lat time.Duration, size int, err error) {
 	if err != nil {
 		s.errs++
 		if s.firstErr == nil {
@@ -447,9 +462,7 @@ send:
 				pend := grp.pending
 				grp.pending = nil
 				grp.mu.Unlock()
-				for _, st := range pend {
-					stats.record(at.Sub(st), size, err)
-				}
+				stats.recordBatch(at, pend, size, err)
 			}()
 		}
 		grp.mu.Lock()
