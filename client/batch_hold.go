@@ -35,8 +35,13 @@ func (h *builderHold) pin() { h.refs.Add(1) }
 // start concurrently (the batch's own produce call).
 func (h *builderHold) pinned() bool { return h.refs.Load() > 0 }
 
+// builderPool is where a free builder goes: the accumulator's sync.Pool.
+type builderPool interface{ Put(any) }
+
+var _ builderPool = (*sync.Pool)(nil)
+
 // drop removes a reference; the last one puts the builder back in pool.
-func (h *builderHold) drop(pool *sync.Pool) {
+func (h *builderHold) drop(pool builderPool) {
 	if h.refs.Add(-1) == -1 && h.builder != nil {
 		pool.Put(h.builder)
 	}

@@ -181,24 +181,10 @@ func (p *Producer) produce(addr string, parts []drained) {
 	for _, d := range parts {
 		batches := make([][]byte, len(d.batches))
 		for i, b := range d.batches {
-			if b.built == nil {
-				if d.producerID >= 0 {
-					b.builder.SetProducer(d.producerID, d.epoch, d.seqs[i])
-				}
-				built, err := b.builder.Build()
-				if err != nil {
-					r.err = &Error{Code: pb.ErrorCode_CORRUPT_MESSAGE, Message: err.Error()}
-					p.unpin(pinned)
-					return
-				}
-				b.built = built
-			} else if d.producerID >= 0 && (b.built.ProducerID() != d.producerID || b.built.ProducerEpoch() != d.epoch || b.built.BaseSequence() != d.seqs[i]) {
-				// After a sequence reset. An earlier request may still be
-				// reading these bytes: then stamp a copy.
-				if b.hold.pinned() {
-					b.built = slices.Clone(b.built)
-				}
-				b.built.SetProducer(d.producerID, d.epoch, d.seqs[i])
+			if err := d.seal(b, i); err != nil {
+				r.err = &Error{Code: pb.ErrorCode_CORRUPT_MESSAGE, Message: err.Error()}
+				p.unpin(pinned)
+				return
 			}
 			b.hold.pin()
 			pinned = append(pinned, b)
@@ -238,6 +224,32 @@ func (p *Producer) produce(addr string, parts []drained) {
 		return
 	}
 	r.resp = resp
+}
+
+// seal makes b.built the bytes to send as batch i of d: built on its first
+// send, with d's producer fields (idempotent); on a resend, restamped if
+// they changed (after a sequence reset). The batch is not pinned by d's
+// request yet; if an earlier request may still be reading its bytes, the
+// new fields go into a copy.
+func (d drained) seal(b *batch, i int) error {
+	if b.built == nil {
+		if d.producerID >= 0 {
+			b.builder.SetProducer(d.producerID, d.epoch, d.seqs[i])
+		}
+		built, err := b.builder.Build()
+		if err != nil {
+			return err
+		}
+		b.built = built
+		return nil
+	}
+	if d.producerID >= 0 && (b.built.ProducerID() != d.producerID || b.built.ProducerEpoch() != d.epoch || b.built.BaseSequence() != d.seqs[i]) {
+		if b.hold.pinned() {
+			b.built = slices.Clone(b.built)
+		}
+		b.built.SetProducer(d.producerID, d.epoch, d.seqs[i])
+	}
+	return nil
 }
 
 // unpin drops a request's references to its batches (see builderHold).
