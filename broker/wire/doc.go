@@ -1,8 +1,9 @@
-// Package wire is the broker's zero-copy gRPC codec for fetched records
+// Package wire is Strata's zero-copy gRPC codec for record batches
 // (DESIGN.md §4, §7): a grpc encoding.CodecV2, registered under the
-// content-subtype "strata-zc" (Name), that hands gRPC the stored batch bytes
-// — a pooled pread buffer or an mmap'd region — instead of marshalling them
-// into a new buffer first.
+// content-subtype "strata-zc" (Name), that hands gRPC the batch bytes — on
+// the broker the stored ones (a pooled pread buffer or an mmap'd region), on
+// the client a producer's built batches — instead of marshalling them into a
+// new buffer first.
 //
 // # Encoding
 //
