@@ -66,8 +66,8 @@ type followerState struct {
 // bookkeeping, ISR decisions) take the write lock; appends and reads take
 // the read lock, so the ISR and epochs they check cannot change under them.
 // Appends write to the page cache under the read lock, as Kafka's leader
-// does under its leaderIsrUpdateLock; the log's own writer lock orders them
-// and no fsync runs there (flush policy aside).
+// does under its leaderIsrUpdateLock; the log's own writer lock orders them,
+// and an fsync the flush policy calls for runs after the lock is released.
 type Partition struct {
 	broker int32
 	log    *storage.Log
@@ -75,6 +75,11 @@ type Partition struct {
 	// stats are the topic's metrics counters (nil: not counted); set
 	// before the partition is published.
 	stats *topicStats
+	// published, if set, is called after a leader append that the flush
+	// policy fsyncs, once the records are readable and before the fsync:
+	// the broker wakes the fetches waiting for data there. Set before the
+	// partition is published.
+	published func()
 
 	mu struct {
 		sync.RWMutex
@@ -300,11 +305,23 @@ func (p *Partition) appendAsLeader(batches []byte, acks int, leaderEpoch int32) 
 		p.mu.RUnlock()
 		return storage.AppendInfo{}, fmt.Errorf("%w: ISR has %d, min.insync.replicas is %d", ErrNotEnoughReplicas, n, min)
 	}
-	info, err := p.log.AppendAsLeader(batches, p.mu.state.LeaderEpoch)
+	info, flushDue, err := p.log.AppendAsLeaderUnflushed(batches, p.mu.state.LeaderEpoch)
 	single := len(p.mu.state.ISR) == 1 && len(p.mu.pending) == 0
 	p.mu.RUnlock()
 	if err != nil {
 		return info, err
+	}
+	if flushDue {
+		// The fsync runs with the partition unlocked and the followers'
+		// long polls woken first: they fetch, append and fsync the records
+		// while this one does (the HW still needs their next fetch, and the
+		// request's answer this fsync).
+		if p.published != nil {
+			p.published()
+		}
+		if err := p.log.Flush(); err != nil {
+			return info, err
+		}
 	}
 	if single {
 		// Alone in the ISR: the high watermark follows the log end at once.

@@ -391,6 +391,48 @@ func TestLeaderEpochPreventsDivergence(t *testing.T) {
 // without it would acknowledge records the new member lacks — which are
 // lost if it is then elected (found by the fault suite: a reassignment
 // whose new replica became leader truncated acknowledged records).
+// TestLeaderFsyncOverlapsFollowerFetch: with flush.messages=1 a leader
+// append makes its records readable and calls published before its fsync,
+// with the partition unlocked, so followers fetch (and the leader records
+// their fetch) while it runs; the append returns once the fsync is done.
+func TestLeaderFsyncOverlapsFollowerFetch(t *testing.T) {
+	c := newCluster(t, []int32{1, 2}, 1)
+	leader := c.reps[1].p
+	cfg := leader.Log().Config()
+	cfg.FlushMessages = 1
+	if err := leader.Log().SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	var sawUnflushed bool
+	leader.published = func() {
+		l := leader.Log()
+		sawUnflushed = l.RecoveryPoint() < l.LogEndOffset()
+		c.fetch(2) // takes the partition's write lock: a held read lock would deadlock here
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.produce("a", 1, -1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("append blocked: published ran with the partition locked")
+	}
+	if !sawUnflushed {
+		t.Fatal("published ran after the fsync")
+	}
+	if l := leader.Log(); l.RecoveryPoint() != l.LogEndOffset() {
+		t.Fatalf("append returned before its fsync: recovery point %d, log end %d", l.RecoveryPoint(), l.LogEndOffset())
+	}
+	if c.reps[2].p.Log().LogEndOffset() != 1 {
+		t.Fatal("the follower did not fetch the record during the leader's fsync")
+	}
+}
+
 func TestReappliedStateKeepsISRExpansionInFlight(t *testing.T) {
 	c := newCluster(t, []int32{1, 2, 3}, 2)
 	// Broker 3 falls out of the ISR, then catches up to the HW.

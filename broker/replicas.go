@@ -126,6 +126,11 @@ func (m *replicaManager) applyPartition(img *raftfsm.Image, t *raftfsm.Topic, tp
 		}
 		p = NewPartition(m.b.cfg.NodeID, l, m.partitionConfig(t), nil)
 		p.stats = m.b.metrics.topic(tp.Topic)
+		p.published = func() {
+			if svc := m.b.svc; svc != nil {
+				svc.fetches.CheckAndComplete(tp)
+			}
+		}
 		m.mu.Lock()
 		m.mu.parts[tp] = p
 		m.mu.Unlock()

@@ -249,10 +249,20 @@ func validateBatches(batches []byte, maxBatch int, visit func(record.Batch) erro
 	return nil
 }
 
+// AppendAsLeaderUnflushed is AppendAsLeader without the fsync the flush
+// policy (flush.messages, flush.ms) may call for: flushDue reports that one
+// is, and the caller runs Flush once it has let go of what must not wait for
+// an fsync — a partition leader lets its followers fetch the records
+// meanwhile, as Kafka's leader does, so its fsync and theirs overlap.
+func (l *Log) AppendAsLeaderUnflushed(batches []byte, leaderEpoch int32) (info AppendInfo, flushDue bool, err error) {
+	if leaderEpoch < 0 {
+		return AppendInfo{}, false, fmt.Errorf("%w: leader epoch %d", ErrInvalidConfig, leaderEpoch)
+	}
+	return l.appendUnflushed(batches, leaderEpoch, false)
+}
+
 func (l *Log) append(batches []byte, leaderEpoch int32, follower bool) (AppendInfo, error) {
-	l.mu.Lock()
-	info, flush, err := l.appendLocked(batches, leaderEpoch, follower)
-	l.mu.Unlock()
+	info, flush, err := l.appendUnflushed(batches, leaderEpoch, follower)
 	if err != nil {
 		return AppendInfo{}, err
 	}
@@ -262,6 +272,16 @@ func (l *Log) append(batches []byte, leaderEpoch int32, follower bool) (AppendIn
 		}
 	}
 	return info, nil
+}
+
+func (l *Log) appendUnflushed(batches []byte, leaderEpoch int32, follower bool) (AppendInfo, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	info, flush, err := l.appendLocked(batches, leaderEpoch, follower)
+	if err != nil {
+		return AppendInfo{}, false, err
+	}
+	return info, flush, nil
 }
 
 func (l *Log) appendLocked(batches []byte, leaderEpoch int32, follower bool) (info AppendInfo, flush bool, err error) {
