@@ -323,6 +323,21 @@ func (s *fetchSession) fetch(ctx context.Context, asks []fetchAsk, it *record.It
 	return res, nil
 }
 
+// recordsIn counts the records of first and of the whole batches in rest
+// (headers only), to size a partition's records once.
+func recordsIn(first record.Batch, rest []byte) int {
+	n := int(first.RecordCount())
+	for len(rest) > 0 {
+		b, err := record.Parse(rest)
+		if err != nil {
+			break
+		}
+		n += int(b.RecordCount())
+		rest = rest[len(b):]
+	}
+	return n
+}
+
 // decodeFetched decodes the raw batches of one partition's answer: records
 // from offset from on and below the high watermark hw, control batches
 // skipped, a trailing partial batch dropped. next is the offset to fetch
@@ -372,7 +387,7 @@ func decodeFetched(it *record.Iterator, tp TopicPartition, buf []byte, from, hw 
 			return recs, next, &Error{Code: pb.ErrorCode_CORRUPT_MESSAGE, Message: fmt.Sprintf("%s batch at offset %d: %v", tpString(tp), b.BaseOffset(), err)}
 		}
 		if recs == nil {
-			recs = make([]Record, 0, b.RecordCount())
+			recs = make([]Record, 0, recordsIn(b, buf))
 		}
 		keep := len(recs) // on a bad record, drop the batch's records already decoded
 		epoch := b.PartitionLeaderEpoch()

@@ -181,8 +181,8 @@ func FuzzUnmarshalFetchResponse(f *testing.F) {
 // a buffer above the largest tier is neither pooled nor refused.
 func TestPoolTiers(t *testing.T) {
 	for _, c := range []struct{ size, wantCap int }{
-		{0, 256}, {1, 256}, {256, 256}, {257, 512}, {16384, 16384}, {16385, 32768}, {4 << 20, 4 << 20},
-		{4<<20 + 1, 4<<20 + 1},
+		{0, 256}, {1, 256}, {256, 256}, {257, 512}, {16384, 16384}, {16385, 32768}, {4<<20 + 1, 8 << 20}, {64 << 20, 64 << 20},
+		{64<<20 + 1, 64<<20 + 1},
 	} {
 		b := Pool.Get(c.size)
 		if len(*b) != c.size || cap(*b) != c.wantCap {

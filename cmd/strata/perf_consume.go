@@ -21,6 +21,7 @@ type perfConsumeOptions struct {
 	idle              time.Duration
 	partitionMaxBytes int32
 	fetchMaxBytes     int32
+	cpuProfile        string
 }
 
 // perfConsumeResult is what `strata perf consume` reports (--output json
@@ -51,7 +52,8 @@ time from start to the first record, like kafka-consumer-perf-test.
 
 The clock starts once the partitions are assigned (metadata is looked up
 before). If --timeout passes without a record before --num-records have
-been read, it prints what it measured and exits 1.`,
+been read, it prints what it measured and exits 1. --cpuprofile writes a CPU
+profile of this process while it reads.`,
 		Example: `  strata perf consume --topic bench --num-records 1000000
   strata perf consume --topic bench --num-records 100000 --output json`,
 		Args: noArgsPerfConsume,
@@ -67,6 +69,7 @@ been read, it prints what it measured and exits 1.`,
 	f.DurationVar(&o.idle, "timeout", 10*time.Second, "give up when no record has arrived for this long")
 	f.Int32Var(&o.partitionMaxBytes, "partition-max-bytes", 0, "max.partition.fetch.bytes (0: the client default, 1 MiB)")
 	f.Int32Var(&o.fetchMaxBytes, "fetch-max-bytes", 0, "fetch.max.bytes (0: the client default, 50 MiB)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the client to this file while it reads (go tool pprof)")
 	return cmd
 }
 
@@ -104,6 +107,13 @@ func runPerfConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, o
 		return err
 	}
 	defer cons.Close()
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	// openConsumer looked the beginnings up; Poll's first fetch is the
 	// first network round trip timed.
 	res, err := perfConsume(ctx, cons, o)
