@@ -8,6 +8,7 @@
 #   scripts/bench-client.sh
 #   ROUNDS=5 RECORDS=500000 BASE_PORT=27000 scripts/bench-client.sh
 #   CONFIGS="1:256KiB 4:16KiB" scripts/bench-client.sh   # partitions:batch
+#   PRODUCERS=4 scripts/bench-client.sh   # 4 perf producers, as the benchmark's 4 goroutines
 # MB/s is wall clock; MB/cpu-s divides the bytes by the CPU seconds of every
 # process involved (for perf produce: the client and the server), which
 # moves less with other load on the machine. Run it on an idle machine.
@@ -17,6 +18,9 @@ ROUNDS=${ROUNDS:-3}
 RECORDS=${RECORDS:-300000}
 BASE_PORT=${BASE_PORT:-29000}
 CONFIGS=${CONFIGS:-1:256KiB 4:256KiB 1:16KiB 4:16KiB}
+# perf produce's --producers (each its own connections); 4 matches the
+# broker benchmark's 4 producer goroutines, each with its own connection.
+PRODUCERS=${PRODUCERS:-1}
 tmp=$(mktemp -d)
 srv=
 cleanup() {
@@ -42,7 +46,7 @@ tck=$(getconf CLK_TCK)
 cpu() { awk -v t="$tck" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 bytes() { case $1 in *KiB) echo $((${1%KiB} * 1024)) ;; *) echo "$1" ;; esac; }
 
-echo "machine: $(nproc) cores, $(go version | awk '{print $3}'), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) cores, $(go version | awk '{print $3}'), perf produce --producers $PRODUCERS, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-5s %-16s %22s %22s %22s %7s %7s %6s\n" round config "broker MB/s (cpu-s)" "no idempotence" "idempotent" "old/br" "new/br" load
 for round in $(seq 1 "$ROUNDS"); do
   for cfg in $CONFIGS; do
@@ -56,7 +60,7 @@ for round in $(seq 1 "$ROUNDS"); do
       sync
       s0=$(cpu "$srv")
       /usr/bin/time -o "$tmp/time" -f "%U %S" "$tmp/strata" perf produce --topic "bench-p$p" --num-records "$RECORDS" \
-        --record-size 1024 --batch-size "$(bytes "$batch")" --idempotence=$idem --output json >"$tmp/out.json" 2>/dev/null
+        --record-size 1024 --batch-size "$(bytes "$batch")" --producers "$PRODUCERS" --idempotence=$idem --output json >"$tmp/out.json" 2>/dev/null
       s1=$(cpu "$srv")
       res+=("$(python3 -c '
 import json, sys

@@ -121,6 +121,12 @@ wait_http() { # wait_http PORT PATH WHAT
 # jget KEY FILE: the first numeric value of "KEY" in a JSON file.
 jget() { sed -n "s/.*\"$1\": *\([-0-9.eE+]*\).*/\1/p" "$2" | head -1; }
 csv() { (IFS=,; echo "$*") >>"$CSV"; }
+# settle: before every timed measurement, of either system, the dirty page
+# cache the previous one left is written back (untimed). Otherwise whoever
+# runs next pays for it: an fsync waits behind gigabytes of writeback (RF3
+# fsync p99 45 ms for Strata, run right after the throughput rows, against
+# 3-9 ms for either system with the page cache clean).
+settle() { sync; }
 
 # --- tools
 log "installing nats-server $NATS_VERSION, building strata, jsbench and chart"
@@ -216,9 +222,11 @@ throughput() {
   strata_topic "$p" "$rf" "$dur"
   t=$TOPIC
   log "throughput RF$rf $dur $(human "$size") x$p"
+  settle
   timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers "$p" --duration "$DUR" --record-size "$size" \
     $(strata_window "$size") --output json >"$WORK/json/$tag-strata.json"
   js_setup "$p" "$rf"
+  settle
   timeout $CMD_LIMIT "$JSBENCH" -servers "$NATS_URLS" -mode pub -producers "$p" -streams "$p" -size "$size" \
     -window "$WINDOW" -duration "$DUR" >"$WORK/json/$tag-js.json"
   sj=$WORK/json/$tag-strata.json jj=$WORK/json/$tag-js.json
@@ -226,7 +234,9 @@ throughput() {
   csv throughput "$rf" "$dur" "$(human "$size")" "$p" "$p" "" MB/s "$(jget mb_per_sec "$sj")" "$(jget mb_per_sec "$jj")"
   if [[ ${5:-} == consume ]]; then
     log "consume RF$rf $dur $(human "$size") x$p: replay $(jget records "$sj") / $(jget records "$jj") records"
+    settle
     timeout $CMD_LIMIT "$STRATA" perf consume --topic "$t" --num-records "$(jget records "$sj")" --output json >"$WORK/json/cons-$tag-strata.json"
+    settle
     timeout $CMD_LIMIT "$JSBENCH" -servers "$NATS_URLS" -mode consume -streams "$p" >"$WORK/json/cons-$tag-js.json"
     sj=$WORK/json/cons-$tag-strata.json jj=$WORK/json/cons-$tag-js.json
     csv consume "$rf" "$dur" "$(human "$size")" 1 "$p" "" records/s "$(jget records_per_sec "$sj")" "$(jget records_per_sec "$jj")"
@@ -243,13 +253,17 @@ latency() {
   log "latency RF$rf $dur at $rate records/s"
   strata_topic 1 "$rf" "$dur"
   t=$TOPIC
+  settle
   timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --duration "$DUR" --record-size 1024 --throughput "$rate" \
     $(strata_window 1024) --output json >"$WORK/json/$tag-strata.json"
+  settle
   timeout $CMD_LIMIT "$STRATA" perf end-to-end --topic "$t" --duration "$DUR" --record-size 1024 --throughput "$rate" \
     --acks all --linger 0 --output json >"$WORK/json/e2e-$tag-strata.json"
   strata_drop "$t"
   js_setup 1 "$rf"
+  settle
   timeout $CMD_LIMIT "$JSBENCH" -servers "$NATS_URLS" -mode pub -size 1024 -window "$WINDOW" -duration "$DUR" -rate "$rate" >"$WORK/json/$tag-js.json"
+  settle
   timeout $CMD_LIMIT "$JSBENCH" -servers "$NATS_URLS" -mode e2e -size 1024 -window "$WINDOW" -duration "$DUR" -rate "$rate" >"$WORK/json/e2e-$tag-js.json"
   for k in p50 p99 p99_9; do
     csv latency "$rf" "$dur" 1KiB 1 1 "$rate" "${k/_/.} ms" "$(jget "$k" "$WORK/json/$tag-strata.json")" "$(jget "$k" "$WORK/json/$tag-js.json")"
@@ -269,11 +283,14 @@ scaling() {
     strata_topic "$n" 1 lazy
     t=$TOPIC
     log "scaling: $n partitions (new topic)"
+    settle
     timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --duration "$SCALE_DUR" --record-size 1024 \
       $(strata_window 1024) --output json >"$WORK/json/scale-parts-$n-new.json"
+    settle
     timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --num-records $((n * 64)) --record-size 1024 \
       $(strata_window 1024) --output json >/dev/null
     log "scaling: $n partitions (warm topic)"
+    settle
     timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --duration "$SCALE_DUR" --record-size 1024 \
       $(strata_window 1024) --output json >"$WORK/json/scale-parts-$n-warm.json"
     for tag in new warm; do
@@ -286,6 +303,7 @@ scaling() {
     strata_topic 4 1 lazy
     t=$TOPIC
     tag=scale-size-$size
+    settle
     timeout $CMD_LIMIT "$STRATA" perf produce --topic "$t" --producers 4 --duration "$SCALE_DUR" --record-size "$size" \
       $(strata_window "$size") --output json >"$WORK/json/$tag.json"
     csv scaling 1 lazy "$(human "$size")" 4 4 "" records/s "$(jget records_per_sec "$WORK/json/$tag.json")" ""
@@ -332,7 +350,7 @@ cp "$CSV" "$OUT.csv"
   echo
   echo "Command: \`$([[ $FULL == 1 ]] && echo 'FULL=1 ')scripts/bench/compare.sh\` — $DUR a measurement, in-flight window $WINDOW records per producer"
   echo "(JetStream: PublishAsyncMaxPending $WINDOW; Strata: --buffer-memory of $WINDOW records, --linger 0, acks=all, max 5 requests in flight per broker)."
-  echo "Both systems run on the same cores as their load generators, over loopback. lazy = page cache (Strata) vs JetStream's"
+  echo "Both systems run on the same cores as their load generators, over loopback; each measurement starts after a sync (the previous one's dirty pages written back, untimed). lazy = page cache (Strata) vs JetStream's"
   echo "default sync_interval; fsync = topic flush.messages=1 (an fsync per appended batch) vs JetStream sync_interval: always."
   echo "RF=3: three Strata nodes (controller + broker each; acks=all, min.insync.replicas=2) vs three nats-servers with R3 streams."
   echo "Consume replays the log the 1 KiB x4 throughput row just wrote (page cache, 4 partitions / streams, one consumer)."
