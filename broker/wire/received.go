@@ -18,7 +18,7 @@ import (
 // when the call returns: nothing may keep a records slice past Release.
 type ReceivedProduce struct {
 	req pb.ProduceRequest
-	buf mem.Buffer
+	held
 }
 
 // Request is the decoded message; its records are valid until Release.
@@ -26,58 +26,56 @@ func (r *ReceivedProduce) Request() *pb.ProduceRequest { return &r.req }
 
 // Release gives the buffer back; the records must not be read afterwards.
 // Releasing twice, or a request never decoded, is a no-op.
-func (r *ReceivedProduce) Release() {
-	if r.buf != nil {
-		r.buf.Free()
-		r.buf = nil
-	}
-	r.req.Reset()
-}
-
-// unmarshalReceived decodes data into r, keeping data (one buffer) or a
-// pooled gather of it.
-func unmarshalReceived(data mem.BufferSlice, r *ReceivedProduce) error {
-	r.Release()
-	buf := data.MaterializeToBuffer(Pool)
-	if err := unmarshalProduce(buf.ReadOnlyData(), &r.req); err != nil {
-		buf.Free()
-		r.req.Reset()
-		return err
-	}
-	r.buf = buf
-	return nil
-}
+func (r *ReceivedProduce) Release() { r.release(&r.req) }
 
 // ReceivedFetch is a FetchResponse decoded into a buffer from Pool, for a
 // caller that is done with the records at a known point (a follower, once
-// it has appended them): the records fields alias that buffer until
-// Release, instead of each being copied out by proto.Unmarshal into memory
-// of its own. Pass it as the reply of a Fetch call made with CallOption.
+// it has appended them; the consumer, once it has copied them out): the
+// records fields alias that buffer until Release, instead of each being
+// copied out by proto.Unmarshal into memory of its own. Pass it as the reply
+// of a Fetch call made with CallOption.
 type ReceivedFetch struct {
 	resp pb.FetchResponse
-	buf  mem.Buffer
+	held
 }
 
 // Response is the decoded message; its records are valid until Release.
 func (r *ReceivedFetch) Response() *pb.FetchResponse { return &r.resp }
 
 // Release gives the buffer back; the records must not be read afterwards.
-func (r *ReceivedFetch) Release() {
-	if r.buf != nil {
-		r.buf.Free()
-		r.buf = nil
+func (r *ReceivedFetch) Release() { r.release(&r.resp) }
+
+// held is the pooled buffer a received message's records alias.
+type held struct{ buf mem.Buffer }
+
+// release frees the buffer, if any, and empties m.
+func (h *held) release(m interface{ Reset() }) {
+	if h.buf != nil {
+		h.buf.Free()
+		h.buf = nil
 	}
-	r.resp.Reset()
+	m.Reset()
+}
+
+// decode releases what h held, then decodes data into m with decode,
+// keeping data (one buffer) or a pooled gather of it; on an error nothing
+// is kept and m is empty.
+func (h *held) decode(data mem.BufferSlice, m interface{ Reset() }, decode func([]byte) error) error {
+	h.release(m)
+	buf := data.MaterializeToBuffer(Pool)
+	if err := decode(buf.ReadOnlyData()); err != nil {
+		buf.Free()
+		m.Reset()
+		return err
+	}
+	h.buf = buf
+	return nil
+}
+
+func unmarshalReceived(data mem.BufferSlice, r *ReceivedProduce) error {
+	return r.decode(data, &r.req, func(b []byte) error { return unmarshalProduce(b, &r.req) })
 }
 
 func unmarshalReceivedFetch(data mem.BufferSlice, r *ReceivedFetch) error {
-	r.Release()
-	buf := data.MaterializeToBuffer(Pool)
-	if err := unmarshalFetchResponse(buf.ReadOnlyData(), &r.resp); err != nil {
-		buf.Free()
-		r.resp.Reset()
-		return err
-	}
-	r.buf = buf
-	return nil
+	return r.decode(data, &r.resp, func(b []byte) error { return unmarshalFetchResponse(b, &r.resp) })
 }

@@ -6,55 +6,10 @@ import (
 	"unsafe"
 
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
-
-func randomBytes(rng *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
-
-// randomFetchResponse sets every field of the message tree, records of
-// random sizes, and sometimes unknown fields.
-func randomFetchResponse(rng *rand.Rand) *pb.FetchResponse {
-	m := &pb.FetchResponse{}
-	for range rng.IntN(3) {
-		t := &pb.FetchTopicResult{Topic: []string{"", "t", "orders-é"}[rng.IntN(3)]}
-		for range rng.IntN(4) {
-			p := &pb.FetchPartitionResult{Partition: rng.Int32N(20) - 2, ErrorCode: pb.ErrorCode(rng.IntN(5)),
-				HighWatermark: rng.Int64N(1e9) - 1, LastStableOffset: rng.Int64N(1e9), LogStartOffset: rng.Int64N(5),
-				PreferredReadReplica: rng.Int32N(3) - 1, NextFetchOffset: rng.Int64N(1e6) - 1}
-			if rng.IntN(4) == 0 {
-				p.ErrorMessage = "not the leader"
-				p.CurrentLeader = &pb.PartitionLeader{LeaderId: 2, LeaderEpoch: 7}
-			}
-			if rng.IntN(4) == 0 {
-				p.DivergingEpoch = &pb.FetchDivergingEpoch{Epoch: 3, EndOffset: 99}
-			}
-			if rng.IntN(3) > 0 {
-				p.Records = randomBytes(rng, rng.IntN(40000))
-			}
-			if rng.IntN(4) == 0 {
-				p.DecodedRecords = append(p.DecodedRecords, &pb.Record{Key: []byte("k"), Value: []byte("v")})
-			}
-			if rng.IntN(5) == 0 {
-				p.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 40, protowire.VarintType), 5))
-			}
-			t.Partitions = append(t.Partitions, p)
-		}
-		m.Topics = append(m.Topics, t)
-	}
-	if rng.IntN(2) == 0 {
-		m.NodeEndpoints = []*pb.BrokerNode{{NodeId: 2, Host: "127.0.0.1", Port: 9092, Rack: "a"}}
-	}
-	return m
-}
 
 // chunks cuts b into buffers of random sizes, as HTTP/2 frames arrive.
 func chunks(rng *rand.Rand, b []byte) mem.BufferSlice {
@@ -81,7 +36,7 @@ func inside(r, b []byte) bool {
 func TestReceivedFetchMatchesProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for i := range 1000 {
-		in := randomFetchResponse(rng)
+		in := randFetchResponse(rng)
 		b, err := proto.Marshal(in)
 		if err != nil {
 			t.Fatal(err)
@@ -158,7 +113,7 @@ func TestReceivedRefusesMalformed(t *testing.T) {
 func FuzzUnmarshalFetchResponse(f *testing.F) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for range 8 {
-		b, _ := proto.Marshal(randomFetchResponse(rng))
+		b, _ := proto.Marshal(randFetchResponse(rng))
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
