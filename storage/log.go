@@ -421,6 +421,13 @@ func (l *Log) appendLocked(batches []byte, leaderEpoch int32, follower bool) (in
 	return info, flush, nil
 }
 
+// failed is the log's sticky write error, nil while it is healthy.
+func (l *Log) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.werr
+}
+
 // failLocked makes err stick: the log refuses writes until reopened.
 func (l *Log) failLocked(err error) error {
 	if !errors.Is(err, ErrStorageFailed) {

@@ -308,6 +308,12 @@ func (m *Manager) Close() error {
 		if err := l.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
 		}
+		// A failed log may hold bytes it wrote and never published (a run
+		// whose pwrite went through before its index entry failed): the
+		// next open must validate, not trust, its files.
+		if err := l.failed(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
+		}
 	}
 	errs = append(errs, m.Checkpoint(), closeLogs(logs))
 	if err := errors.Join(errs...); err != nil {

@@ -77,3 +77,34 @@ func TestManagerCheckpointsAndCleanShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestManagerCloseAfterFailedLogIsUnclean: a log whose write failed is not
+// marked clean at Close (it may hold bytes it wrote and never published),
+// so the next open validates its files.
+func TestManagerCloseAfterFailedLogIsUnclean(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	m, err := OpenManager(dir, cfg, ManagerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.GetOrCreate(TopicPartition{"t", 0}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(makeBatch(t, record.CodecNone, 3, "m", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.failLocked(errors.New("index append: injected"))
+	l.mu.Unlock()
+	if err := m.Close(); !errors.Is(err, ErrStorageFailed) {
+		t.Fatalf("Close after a failed log: %v, want ErrStorageFailed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CleanShutdownFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("clean shutdown marked after a failed log: %v", err)
+	}
+}
