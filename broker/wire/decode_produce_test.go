@@ -75,17 +75,24 @@ func FuzzUnmarshalProduce(f *testing.F) {
 		b, _ := proto.Marshal(randomProduce(rng))
 		f.Add(b)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var got pb.ProduceRequest
-		err := unmarshalProduce(b, &got)
-		var want pb.ProduceRequest
-		if perr := proto.Unmarshal(b, &want); perr == nil {
-			if err != nil {
-				t.Fatalf("proto accepts, hand decoder refuses: %v", err)
-			}
-			if !proto.Equal(&got, &want) {
-				t.Fatalf("decoded %v, proto %v", &got, &want)
-			}
+	f.Fuzz(func(t *testing.T, b []byte) { agreesWithProto(t, b, unmarshalProduce) })
+}
+
+// agreesWithProto checks a hand decoder against proto.Unmarshal on b: it
+// must not panic, and whatever proto.Unmarshal accepts it must decode to the
+// same message (it may refuse more).
+func agreesWithProto[T any, M interface {
+	*T
+	proto.Message
+}](t *testing.T, b []byte, decode func([]byte, M) error) {
+	got, want := M(new(T)), M(new(T))
+	err := decode(b, got)
+	if perr := proto.Unmarshal(b, want); perr == nil {
+		if err != nil {
+			t.Fatalf("proto accepts, hand decoder refuses: %v", err)
 		}
-	})
+		if !proto.Equal(got, want) {
+			t.Fatalf("decoded %v, proto %v", got, want)
+		}
+	}
 }

@@ -107,13 +107,11 @@ func runPerfConsume(ctx context.Context, cmd *cobra.Command, g *globalOptions, o
 		return err
 	}
 	defer cons.Close()
-	if o.cpuProfile != "" {
-		stopProfile, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	// openConsumer looked the beginnings up; Poll's first fetch is the
 	// first network round trip timed.
 	res, err := perfConsume(ctx, cons, o)

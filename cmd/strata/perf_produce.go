@@ -327,13 +327,11 @@ func runPerfProduce(ctx context.Context, cmd *cobra.Command, g *globalOptions, o
 		progressOut = cmd.ErrOrStderr()
 	}
 
-	if o.cpuProfile != "" {
-		stop, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	stats := newPerfStats()
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
