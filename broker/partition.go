@@ -75,10 +75,12 @@ type Partition struct {
 	// stats are the topic's metrics counters (nil: not counted); set
 	// before the partition is published.
 	stats *topicStats
-	// published, if set, is called after a leader append that the flush
-	// policy fsyncs, once the records are readable and before the fsync:
-	// the broker wakes the fetches waiting for data there. Set before the
-	// partition is published.
+	// published, if set, is called after every leader append (a produce
+	// request's or the group coordinator's), with the partition unlocked:
+	// the broker wakes the fetches waiting for data there. With followers
+	// in the ISR it runs once the records are readable and before any
+	// fsync; alone in the ISR, once the high watermark has moved. Set
+	// before the partition is published.
 	published func()
 
 	mu struct {
@@ -311,25 +313,33 @@ func (p *Partition) appendAsLeader(batches []byte, acks int, leaderEpoch int32) 
 	if err != nil {
 		return info, err
 	}
+	if !single {
+		// The followers' long polls are woken before any fsync, which runs
+		// with the partition unlocked: they fetch, append and fsync the
+		// records while this one does (the HW still needs their next
+		// fetch, and the request's answer this fsync).
+		p.notifyPublished()
+	}
 	if flushDue {
-		// The fsync runs with the partition unlocked and the followers'
-		// long polls woken first: they fetch, append and fsync the records
-		// while this one does (the HW still needs their next fetch, and the
-		// request's answer this fsync).
-		if p.published != nil {
-			p.published()
-		}
 		if err := p.log.Flush(); err != nil {
 			return info, err
 		}
 	}
 	if single {
-		// Alone in the ISR: the high watermark follows the log end at once.
+		// Alone in the ISR: the high watermark follows the log end at once,
+		// and readers (consumers, a follower out of the ISR) are woken then.
 		p.mu.Lock()
 		p.maybeIncrementHWLocked()
 		p.mu.Unlock()
+		p.notifyPublished()
 	}
 	return info, nil
+}
+
+func (p *Partition) notifyPublished() {
+	if p.published != nil {
+		p.published()
+	}
 }
 
 // CheckAcksAll reports whether records up to requiredOffset (exclusive) are

@@ -433,6 +433,39 @@ func TestLeaderFsyncOverlapsFollowerFetch(t *testing.T) {
 	}
 }
 
+// TestLeaderAppendWakesReaders: every leader append calls published — the
+// group coordinator's (AppendAsLeaderInEpoch) as much as a produce
+// request's, with no fsync due — and alone in the ISR only once the high
+// watermark covers the records. (The coordinator's appends woke nobody
+// before: followers of __consumer_offsets saw them at their next long poll's
+// timeout, and an acks=all commit waited that long.)
+func TestLeaderAppendWakesReaders(t *testing.T) {
+	c := newCluster(t, []int32{1, 2}, 1)
+	leader := c.reps[1].p
+	calls := 0
+	leader.published = func() { calls++ }
+	b := record.NewBuilder(record.BatchOptions{})
+	b.Append(1, nil, []byte("offsets"), nil)
+	out, _ := b.Build()
+	if _, err := leader.AppendAsLeaderInEpoch(bytes.Clone(out), -1, c.state.LeaderEpoch); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("published called %d times for one append, want 1", calls)
+	}
+
+	alone := newCluster(t, []int32{1}, 1)
+	solo := alone.reps[1].p
+	var hwAtWake int64 = -1
+	solo.published = func() { hwAtWake = solo.HighWatermark() }
+	if _, err := alone.produce("a", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if hwAtWake != 1 {
+		t.Fatalf("alone in the ISR, published ran with the HW at %d, want 1 (after it moved)", hwAtWake)
+	}
+}
+
 func TestReappliedStateKeepsISRExpansionInFlight(t *testing.T) {
 	c := newCluster(t, []int32{1, 2, 3}, 2)
 	// Broker 3 falls out of the ISR, then catches up to the HW.

@@ -34,8 +34,9 @@ func (s *service) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Prod
 			}
 			p.stats.countIn(info)
 			r.BaseOffset, r.LogStartOffset = info.FirstOffset, p.Log().LogStartOffset()
+			// The append has woken the fetches waiting for data
+			// (Partition.published).
 			tp := storage.TopicPartition{Topic: t.GetTopic(), Partition: pp.GetPartition()}
-			s.fetches.CheckAndComplete(tp) // followers and consumers waiting for data
 			if acks == -1 {
 				waits = append(waits, &produceWait{p: p, tp: tp, required: info.LastOffset + 1, result: r})
 			}
