@@ -105,21 +105,46 @@ type Proxy struct {
 
 // link is one proxied connection.
 type link struct {
-	source  string
-	front   net.Conn
-	back    net.Conn
-	closing sync.Once
-	done    chan struct{}
+	source string
+	front  net.Conn
+	done   chan struct{} // closed by close
+
+	mu struct {
+		sync.Mutex
+		back   net.Conn // nil until the backend answers the dial
+		closed bool
+	}
 }
 
+// close ends both sides of the link; it may run at any time from any
+// goroutine (a Reset rule closes links while serve is still dialing).
 func (l *link) close() {
-	l.closing.Do(func() {
-		close(l.done)
-		l.front.Close()
-		if l.back != nil {
-			l.back.Close()
-		}
-	})
+	l.mu.Lock()
+	if l.mu.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.mu.closed = true
+	back := l.mu.back
+	l.mu.Unlock()
+	close(l.done)
+	l.front.Close()
+	if back != nil {
+		back.Close()
+	}
+}
+
+// attach records the backend connection; it reports false, having closed
+// back, when the link was closed while the dial was under way.
+func (l *link) attach(back net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		back.Close()
+		return false
+	}
+	l.mu.back = back
+	return true
 }
 
 // New listens on cfg.Listen and starts forwarding.
@@ -281,17 +306,7 @@ func (p *Proxy) serve(c net.Conn) {
 	if err != nil {
 		return // the backend is down: the source sees its connection close
 	}
-	p.mu.Lock()
-	l.back = back
-	closed := p.mu.closed
-	p.mu.Unlock()
-	select {
-	case <-l.done:
-		closed = true
-	default:
-	}
-	if closed {
-		back.Close()
+	if !l.attach(back) {
 		return
 	}
 	var wg sync.WaitGroup
