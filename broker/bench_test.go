@@ -58,7 +58,7 @@ func newBenchCluster(tb testing.TB, voters, brokers int) *benchCluster {
 
 // dial opens a new client connection to a broker (closed at cleanup).
 func (c *benchCluster) dial(id int32) *grpc.ClientConn {
-	cc, err := grpc.NewClient(c.Addr(id), grpc.WithTransportCredentials(insecure.NewCredentials()), wire.PoolDialOption())
+	cc, err := grpc.NewClient(c.Addr(id), append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		c.tb.Fatal(err)
 	}

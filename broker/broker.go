@@ -205,7 +205,7 @@ func (b *Broker) Ready() bool {
 // log, and serves BrokerService. ctx bounds the registration only.
 func (b *Broker) Start(ctx context.Context) error {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.srv = grpc.NewServer(grpc.MaxRecvMsgSize(b.cfg.Log.MaxBatchBytes*16+(1<<20)), wire.ServerOption(), wire.PoolServerOption())
+	b.srv = grpc.NewServer(append(wire.ServerOptions(), grpc.MaxRecvMsgSize(b.cfg.Log.MaxBatchBytes*16+(1<<20)), wire.ServerOption())...)
 	registerService(b)
 	b.wg.Add(1)
 	go func() {

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/stratalog/strata/broker/wire"
@@ -28,6 +30,36 @@ func (s *service) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchRes
 	}
 	attachBuffers(resp, bufs)
 	return resp, nil
+}
+
+// FetchStream answers each request on the stream as Fetch would, one at a
+// time and in order; a request Fetch refuses ends the stream with that
+// status. Followers fetch this way (fetcherSource.rpcFetch).
+func (s *service) FetchStream(stream pb.BrokerService_FetchStreamServer) error {
+	return serveFetchStream(stream, s.Fetch)
+}
+
+// serveFetchStream answers the stream's requests with fetch, in order, until
+// the peer closes its side or fetch or the stream fails.
+func serveFetchStream(stream pb.BrokerService_FetchStreamServer, fetch func(context.Context, *pb.FetchRequest) (*pb.FetchResponse, error)) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := fetch(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		err = stream.Send(resp)
+		wire.Discard(resp) // frees attached buffers unless the codec took them (see Subscribe)
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // fetchOwned is Fetch returning the pooled buffers the response points into.

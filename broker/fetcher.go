@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/stratalog/strata/broker/wire"
 	pb "github.com/stratalog/strata/proto/strata/v1"
@@ -299,8 +301,10 @@ type fetcherSource struct {
 	// Owned by the source's goroutine.
 	client     pb.BrokerServiceClient
 	dialedAddr string
-	failing    bool // the last round failed at the transport (logged once)
-	fastEmpty  int  // empty answers in a row that came well before max_wait
+	stream     *fetchStream // open on client (fetchstream.go), or nil
+	streamless bool         // the leader does not serve FetchStream: unary Fetch
+	failing    bool         // the last round failed at the transport (logged once)
+	fastEmpty  int          // empty answers in a row that came well before max_wait
 }
 
 // fetcherPartition is a source's state of one partition; guarded by the
@@ -336,6 +340,7 @@ func (s *fetcherSource) remove(p *Partition) {
 
 func (s *fetcherSource) run() {
 	defer s.m.wg.Done()
+	defer s.closeStream()
 	cfg := &s.m.cfg
 	for s.ctx.Err() == nil {
 		err := s.ensureClient()
@@ -395,7 +400,8 @@ func (s *fetcherSource) ensureClient() error {
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}
-	s.client, s.dialedAddr = c, addr
+	s.closeStream()
+	s.client, s.dialedAddr, s.streamless = c, addr, false
 	return nil
 }
 
@@ -655,9 +661,18 @@ type PooledFetcher interface {
 	FetchPooled(ctx context.Context, req *pb.FetchRequest, into *wire.ReceivedFetch, opts ...grpc.CallOption) error
 }
 
-// rpcFetch sends one Fetch; release gives the answer's memory back once the
-// caller is done with its records.
+// rpcFetch sends one fetch, on the source's FetchStream when the client and
+// the leader have one, else as a unary Fetch; release gives the answer's
+// memory back once the caller is done with its records.
 func (s *fetcherSource) rpcFetch(ctx context.Context, req *pb.FetchRequest, opts ...grpc.CallOption) (*pb.FetchResponse, func(), error) {
+	if sf, ok := s.client.(StreamFetcher); ok && !s.streamless {
+		resp, release, err := s.streamFetch(ctx, sf, req, opts...)
+		if status.Code(err) != codes.Unimplemented {
+			return resp, release, err
+		}
+		s.logger.Info("leader does not serve FetchStream; fetching with unary Fetch", "leader", s.leaderID)
+		s.streamless = true
+	}
 	pf, ok := s.client.(PooledFetcher)
 	if !ok {
 		resp, err := s.client.Fetch(ctx, req, opts...)

@@ -40,19 +40,31 @@ type fetcherTestServer struct {
 
 func fetcherTestServe(t *testing.T, parts ...*Partition) *fetcherTestServer {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &fetcherTestServer{addr: lis.Addr().String(), srv: grpc.NewServer(), parts: map[fetcherKey]*Partition{}}
+	s := newFetcherTestServer(parts...)
+	s.serve(t, s)
+	return s
+}
+
+func newFetcherTestServer(parts ...*Partition) *fetcherTestServer {
+	s := &fetcherTestServer{parts: map[fetcherKey]*Partition{}}
 	for _, p := range parts {
 		st, _ := p.State()
 		s.parts[fetcherKey{st.Topic, st.Index}] = p
 	}
-	pb.RegisterBrokerServiceServer(s.srv, s)
+	return s
+}
+
+// serve serves impl (s, or a type embedding it) on a new loopback port.
+func (s *fetcherTestServer) serve(t *testing.T, impl pb.BrokerServiceServer) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr, s.srv = lis.Addr().String(), grpc.NewServer()
+	pb.RegisterBrokerServiceServer(s.srv, impl)
 	go s.srv.Serve(lis)
 	t.Cleanup(s.srv.Stop)
-	return s
 }
 
 func (s *fetcherTestServer) part(topic string, index int32) *Partition {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	pb "github.com/stratalog/strata/proto/strata/v1"
 	"github.com/stratalog/strata/storage"
 	"github.com/stratalog/strata/storage/record"
 )
@@ -223,6 +224,30 @@ func TestHighWatermarkFollowsISR(t *testing.T) {
 	res, err = leader.ReadForFetch(3, 1<<20, -1, 2)
 	if err != nil || res.Region.Len == 0 {
 		t.Fatalf("follower read up to the log end: %v, %d bytes", err, res.Region.Len)
+	}
+	// A waiting fetch completes when its read answers (an error, or bytes):
+	// the consumer's not yet (between the HW and the log end), the
+	// follower's now; errors and offsets out of range at once. A read with
+	// nothing to answer does no I/O (Log.read returns before any segment).
+	answersNow := func(p *Partition, offset int64, epoch, replica int32) bool {
+		res, err := p.ReadForFetch(offset, 1<<20, epoch, replica)
+		return err != nil || res.Region.Len > 0
+	}
+	for _, tc := range []struct {
+		offset  int64
+		epoch   int32
+		replica int32
+		want    bool
+	}{
+		{3, -1, -1, false}, {2, -1, -1, true}, {3, -1, 2, true}, {5, -1, 2, false},
+		{6, -1, 2, true}, {5, c.state.LeaderEpoch + 1, 2, true}, {3, c.state.LeaderEpoch - 1, -1, true},
+	} {
+		if got := answersNow(leader, tc.offset, tc.epoch, tc.replica); got != tc.want {
+			t.Errorf("fetch at offset %d, epoch %d, replica %d answers now: %v, want %v", tc.offset, tc.epoch, tc.replica, got, tc.want)
+		}
+	}
+	if !answersNow(c.reps[2].p, 0, -1, -1) {
+		t.Error("a fetch from a follower replica must answer (NOT_LEADER_OR_FOLLOWER) at once")
 	}
 }
 
@@ -556,5 +581,52 @@ func TestDecodeRecordsStopsAtLimit(t *testing.T) {
 	// A follower (not a consumer) gets everything.
 	if recs, next, err := decodeRecords(buf, 0, false, 2); err != nil || len(recs) != 6 || next != 6 {
 		t.Errorf("replica: %d records next %d err %v", len(recs), next, err)
+	}
+}
+
+// A waiting consumer fetch below the HW is not answered when compaction left
+// no batch between its offset and the HW: the offsets say "maybe", the read
+// finds nothing, and the fetch keeps waiting (an empty answer at once would
+// make the consumer, or a Subscribe, fetch again in a tight loop).
+func TestDelayedFetchWaitsOverCompactedGap(t *testing.T) {
+	c := newCluster(t, []int32{1, 2}, 1)
+	leader := c.reps[1].p
+	cfg := storage.DefaultConfig()
+	cfg.RetentionMs, cfg.Compact, cfg.SegmentBytes = -1, true, 1024
+	if err := leader.Log().SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	keyed := func(n int) {
+		b := record.NewBuilder(record.BatchOptions{})
+		for i := range n {
+			b.Reset(record.BatchOptions{})
+			b.Append(int64(i), []byte("k"), fmt.Appendf(nil, "v-%d", i), nil)
+			out, _ := b.Build()
+			if _, err := leader.AppendAsLeader(bytes.Clone(out), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	keyed(2)
+	c.fetch(2)
+	c.fetch(2)
+	if leader.HighWatermark() != 2 {
+		t.Fatalf("HW %d, want 2", leader.HighWatermark())
+	}
+	keyed(60) // follower 2 does not fetch: the HW stays at 2
+	if _, err := leader.Log().Compact(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := leader.ReadForFetch(0, 1<<20, -1, -1)
+	if err != nil || res.Region.Len != 0 || leader.HighWatermark() <= 0 {
+		t.Fatalf("set-up: compaction left bytes below the HW %d (%v, %d bytes): no gap to test", leader.HighWatermark(), err, res.Region.Len)
+	}
+	rm := newReplicaManager(nil)
+	rm.mu.parts[storage.TopicPartition{Topic: "t", Partition: 0}] = leader
+	svc := &service{b: &Broker{replicas: rm}}
+	d := &delayedFetch{s: svc, minBytes: 1, done: make(chan struct{}), req: &pb.FetchRequest{ReplicaId: -1, Topics: []*pb.FetchTopic{{
+		Topic: "t", Partitions: []*pb.FetchPartition{{Partition: 0, FetchOffset: 0, CurrentLeaderEpoch: -1}}}}}}
+	if d.TryComplete() {
+		t.Fatal("a consumer fetch with nothing readable below the HW completed")
 	}
 }

@@ -201,11 +201,9 @@ func (m *replicaManager) brokerClient(id int32, addr string) (pb.BrokerServiceCl
 	if cc := m.conns[addr]; cc != nil {
 		return replicaClient{pb.NewBrokerServiceClient(cc), cc}, nil
 	}
-	opts := []grpc.DialOption{
+	opts := append(wire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
-		wire.PoolDialOption(),
-	}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if m.b.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(m.b.cfg.Dialer))
 	}

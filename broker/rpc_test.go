@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/stratalog/strata/proto/strata/v1"
 )
 
@@ -113,5 +117,67 @@ func TestListOffsetsSubscribeDeleteRecords(t *testing.T) {
 			t.Fatalf("follower log start %d, want 4", c.Broker(follower).LogStartOffset("ev", 0))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FetchStream answers each request as Fetch answers it, in order, on one
+// stream; a request Fetch refuses ends the stream with Fetch's status.
+func TestFetchStreamAnswersAsFetch(t *testing.T) {
+	c := newTestCluster(t, 1, 1)
+	c.CreateTopic("fs", 1, 1, nil)
+	leader := c.leaderOf("fs", 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := c.client(leader)
+	for i := range 3 {
+		if r, err := produce(ctx, cl, "fs", 0, -1, batchOf(t, fmt.Sprint("f", i))); err != nil || r.ErrorCode != pb.ErrorCode_NONE {
+			t.Fatalf("produce: %v %v", err, r)
+		}
+	}
+	req := func(offset int64, maxWait int32) *pb.FetchRequest {
+		return &pb.FetchRequest{ReplicaId: -1, MaxWaitMs: maxWait, MinBytes: 1, Topics: []*pb.FetchTopic{{Topic: "fs",
+			Partitions: []*pb.FetchPartition{{Partition: 0, FetchOffset: offset, CurrentLeaderEpoch: -1, PartitionMaxBytes: 1 << 20}}}}}
+	}
+	stream, err := cl.FetchStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, offset := range []int64{0, 1, 2, 0} {
+		want, err := cl.Fetch(ctx, req(offset, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(req(offset, 0)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, want) || len(got.Topics[0].Partitions[0].Records) == 0 {
+			t.Fatalf("offset %d: stream answered %v, Fetch %v", offset, got, want)
+		}
+	}
+	// A long poll on the stream ends when a record arrives.
+	if err := stream.Send(req(3, 10_000)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if r, err := produce(ctx, cl, "fs", 0, -1, batchOf(t, "late")); err != nil || r.ErrorCode != pb.ErrorCode_NONE {
+		t.Fatalf("produce: %v %v", err, r)
+	}
+	if got, err := stream.Recv(); err != nil || len(got.Topics[0].Partitions[0].Records) == 0 {
+		t.Fatalf("long poll on the stream: %v %v", err, got)
+	}
+	bad := req(0, 0)
+	bad.MaxBytes = -1
+	if _, err := cl.Fetch(ctx, bad); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Fetch of a negative max_bytes: %v", err)
+	}
+	if err := stream.Send(bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("stream after a negative max_bytes: %v, want InvalidArgument", err)
 	}
 }

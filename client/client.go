@@ -143,12 +143,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc := c.mu.conns[addr]; cc != nil {
 		return cc, nil
 	}
-	opts := []grpc.DialOption{
+	opts := append(wire.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
-		grpc.WithInitialWindowSize(16 << 20), grpc.WithInitialConnWindowSize(16 << 20),
-		wire.PoolDialOption(),
-	}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 	if c.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(c.cfg.Dialer))
 	}

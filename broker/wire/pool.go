@@ -4,8 +4,6 @@ import (
 	"math/bits"
 	"sync"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 )
 
@@ -115,10 +113,3 @@ func tierFor(size int) int {
 	}
 	return bits.Len(uint(size-1)) - poolMinShift
 }
-
-// PoolServerOption makes a gRPC server use Pool for its transport buffers.
-func PoolServerOption() grpc.ServerOption { return experimental.BufferPool(Pool) }
-
-// PoolDialOption makes a gRPC client connection use Pool for its transport
-// buffers.
-func PoolDialOption() grpc.DialOption { return experimental.WithBufferPool(Pool) }

@@ -3418,10 +3418,11 @@ const file_strata_v1_broker_proto_rawDesc = "" +
 	"\x1eTIMESTAMP_TYPE_LOG_APPEND_TIME\x10\x01*Z\n" +
 	"\x0eIsolationLevel\x12$\n" +
 	" ISOLATION_LEVEL_READ_UNCOMMITTED\x10\x00\x12\"\n" +
-	"\x1eISOLATION_LEVEL_READ_COMMITTED\x10\x012\xfe\x04\n" +
+	"\x1eISOLATION_LEVEL_READ_COMMITTED\x10\x012\xc4\x05\n" +
 	"\rBrokerService\x12@\n" +
 	"\aProduce\x12\x19.strata.v1.ProduceRequest\x1a\x1a.strata.v1.ProduceResponse\x12:\n" +
-	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse\x12H\n" +
+	"\x05Fetch\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse\x12D\n" +
+	"\vFetchStream\x12\x17.strata.v1.FetchRequest\x1a\x18.strata.v1.FetchResponse(\x010\x01\x12H\n" +
 	"\tSubscribe\x12\x1b.strata.v1.SubscribeRequest\x1a\x1c.strata.v1.SubscribeResponse0\x01\x12L\n" +
 	"\vListOffsets\x12\x1d.strata.v1.ListOffsetsRequest\x1a\x1e.strata.v1.ListOffsetsResponse\x12C\n" +
 	"\bMetadata\x12\x1a.strata.v1.MetadataRequest\x1a\x1b.strata.v1.MetadataResponse\x12g\n" +
@@ -3545,22 +3546,24 @@ var file_strata_v1_broker_proto_depIdxs = []int32{
 	48, // 47: strata.v1.DeleteRecordsPartitionResult.error_code:type_name -> strata.v1.ErrorCode
 	6,  // 48: strata.v1.BrokerService.Produce:input_type -> strata.v1.ProduceRequest
 	13, // 49: strata.v1.BrokerService.Fetch:input_type -> strata.v1.FetchRequest
-	20, // 50: strata.v1.BrokerService.Subscribe:input_type -> strata.v1.SubscribeRequest
-	24, // 51: strata.v1.BrokerService.ListOffsets:input_type -> strata.v1.ListOffsetsRequest
-	30, // 52: strata.v1.BrokerService.Metadata:input_type -> strata.v1.MetadataRequest
-	34, // 53: strata.v1.BrokerService.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
-	40, // 54: strata.v1.BrokerService.DeleteRecords:input_type -> strata.v1.DeleteRecordsRequest
-	46, // 55: strata.v1.BrokerService.InitProducerId:input_type -> strata.v1.InitProducerIdRequest
-	9,  // 56: strata.v1.BrokerService.Produce:output_type -> strata.v1.ProduceResponse
-	16, // 57: strata.v1.BrokerService.Fetch:output_type -> strata.v1.FetchResponse
-	23, // 58: strata.v1.BrokerService.Subscribe:output_type -> strata.v1.SubscribeResponse
-	27, // 59: strata.v1.BrokerService.ListOffsets:output_type -> strata.v1.ListOffsetsResponse
-	31, // 60: strata.v1.BrokerService.Metadata:output_type -> strata.v1.MetadataResponse
-	37, // 61: strata.v1.BrokerService.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
-	43, // 62: strata.v1.BrokerService.DeleteRecords:output_type -> strata.v1.DeleteRecordsResponse
-	47, // 63: strata.v1.BrokerService.InitProducerId:output_type -> strata.v1.InitProducerIdResponse
-	56, // [56:64] is the sub-list for method output_type
-	48, // [48:56] is the sub-list for method input_type
+	13, // 50: strata.v1.BrokerService.FetchStream:input_type -> strata.v1.FetchRequest
+	20, // 51: strata.v1.BrokerService.Subscribe:input_type -> strata.v1.SubscribeRequest
+	24, // 52: strata.v1.BrokerService.ListOffsets:input_type -> strata.v1.ListOffsetsRequest
+	30, // 53: strata.v1.BrokerService.Metadata:input_type -> strata.v1.MetadataRequest
+	34, // 54: strata.v1.BrokerService.OffsetForLeaderEpoch:input_type -> strata.v1.OffsetForLeaderEpochRequest
+	40, // 55: strata.v1.BrokerService.DeleteRecords:input_type -> strata.v1.DeleteRecordsRequest
+	46, // 56: strata.v1.BrokerService.InitProducerId:input_type -> strata.v1.InitProducerIdRequest
+	9,  // 57: strata.v1.BrokerService.Produce:output_type -> strata.v1.ProduceResponse
+	16, // 58: strata.v1.BrokerService.Fetch:output_type -> strata.v1.FetchResponse
+	16, // 59: strata.v1.BrokerService.FetchStream:output_type -> strata.v1.FetchResponse
+	23, // 60: strata.v1.BrokerService.Subscribe:output_type -> strata.v1.SubscribeResponse
+	27, // 61: strata.v1.BrokerService.ListOffsets:output_type -> strata.v1.ListOffsetsResponse
+	31, // 62: strata.v1.BrokerService.Metadata:output_type -> strata.v1.MetadataResponse
+	37, // 63: strata.v1.BrokerService.OffsetForLeaderEpoch:output_type -> strata.v1.OffsetForLeaderEpochResponse
+	43, // 64: strata.v1.BrokerService.DeleteRecords:output_type -> strata.v1.DeleteRecordsResponse
+	47, // 65: strata.v1.BrokerService.InitProducerId:output_type -> strata.v1.InitProducerIdResponse
+	57, // [57:66] is the sub-list for method output_type
+	48, // [48:57] is the sub-list for method input_type
 	48, // [48:48] is the sub-list for extension type_name
 	48, // [48:48] is the sub-list for extension extendee
 	0,  // [0:48] is the sub-list for field type_name

@@ -54,6 +54,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	BrokerService_Produce_FullMethodName              = "/strata.v1.BrokerService/Produce"
 	BrokerService_Fetch_FullMethodName                = "/strata.v1.BrokerService/Fetch"
+	BrokerService_FetchStream_FullMethodName          = "/strata.v1.BrokerService/FetchStream"
 	BrokerService_Subscribe_FullMethodName            = "/strata.v1.BrokerService/Subscribe"
 	BrokerService_ListOffsets_FullMethodName          = "/strata.v1.BrokerService/ListOffsets"
 	BrokerService_Metadata_FullMethodName             = "/strata.v1.BrokerService/Metadata"
@@ -72,6 +73,13 @@ type BrokerServiceClient interface {
 	// replicas (replica_id >= 0) up to the log end. A long poll (min_bytes,
 	// max_wait_ms).
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
+	// Fetch on one long-lived stream, as follower replicas use it: each
+	// FetchRequest sent is answered by one FetchResponse, exactly as Fetch
+	// would answer it (the same long poll), in order; the next request is sent
+	// once the answer arrived. A request Fetch would refuse ends the stream
+	// with that status. Saves a stream set-up (headers, trailers, a handler
+	// goroutine) per fetch round.
+	FetchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchRequest, FetchResponse], error)
 	// The simplest consumer: records of the given partitions from given
 	// offsets, streamed as they arrive (up to the high watermark).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
@@ -119,9 +127,22 @@ func (c *brokerServiceClient) Fetch(ctx context.Context, in *FetchRequest, opts 
 	return out, nil
 }
 
+func (c *brokerServiceClient) FetchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchRequest, FetchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BrokerService_ServiceDesc.Streams[0], BrokerService_FetchStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchRequest, FetchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerService_FetchStreamClient = grpc.BidiStreamingClient[FetchRequest, FetchResponse]
+
 func (c *brokerServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &BrokerService_ServiceDesc.Streams[0], BrokerService_Subscribe_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &BrokerService_ServiceDesc.Streams[1], BrokerService_Subscribe_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +219,13 @@ type BrokerServiceServer interface {
 	// replicas (replica_id >= 0) up to the log end. A long poll (min_bytes,
 	// max_wait_ms).
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
+	// Fetch on one long-lived stream, as follower replicas use it: each
+	// FetchRequest sent is answered by one FetchResponse, exactly as Fetch
+	// would answer it (the same long poll), in order; the next request is sent
+	// once the answer arrived. A request Fetch would refuse ends the stream
+	// with that status. Saves a stream set-up (headers, trailers, a handler
+	// goroutine) per fetch round.
+	FetchStream(grpc.BidiStreamingServer[FetchRequest, FetchResponse]) error
 	// The simplest consumer: records of the given partitions from given
 	// offsets, streamed as they arrive (up to the high watermark).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
@@ -230,6 +258,9 @@ func (UnimplementedBrokerServiceServer) Produce(context.Context, *ProduceRequest
 }
 func (UnimplementedBrokerServiceServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedBrokerServiceServer) FetchStream(grpc.BidiStreamingServer[FetchRequest, FetchResponse]) error {
+	return status.Error(codes.Unimplemented, "method FetchStream not implemented")
 }
 func (UnimplementedBrokerServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -305,6 +336,13 @@ func _BrokerService_Fetch_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _BrokerService_FetchStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BrokerServiceServer).FetchStream(&grpc.GenericServerStream[FetchRequest, FetchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerService_FetchStreamServer = grpc.BidiStreamingServer[FetchRequest, FetchResponse]
 
 func _BrokerService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
@@ -444,6 +482,12 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "FetchStream",
+			Handler:       _BrokerService_FetchStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Subscribe",
 			Handler:       _BrokerService_Subscribe_Handler,
