@@ -114,7 +114,7 @@ type accumulator struct {
 	opts         record.BatchOptions
 	idempotent   bool
 	perPartition int
-	builders     sync.Pool
+	builders     *builderCache
 
 	mu struct {
 		sync.Mutex
@@ -125,8 +125,8 @@ type accumulator struct {
 }
 
 func newAccumulator(batchSize int, linger, delivery time.Duration, opts record.BatchOptions) *accumulator {
-	a := &accumulator{batchSize: batchSize, linger: linger, delivery: delivery, opts: opts, perPartition: 1}
-	a.builders.New = func() any { return record.NewBuilder(opts) }
+	a := &accumulator{batchSize: batchSize, linger: linger, delivery: delivery, opts: opts, perPartition: 1,
+		builders: newBuilderCache(batchSize, opts)}
 	a.mu.queues = map[topicPartition]*partQueue{}
 	a.mu.producerID = -1
 	return a
@@ -194,7 +194,7 @@ func (a *accumulator) append(tp topicPartition, now time.Time, ts int64, key, va
 		if abortOnNew {
 			return appendResult{aborted: true}, nil
 		}
-		bl := a.builders.Get().(*record.Builder)
+		bl := a.builders.Get()
 		bl.Reset(a.opts)
 		b = &batch{tp: tp, builder: bl, created: now, deadline: now.Add(a.delivery), done: make(chan struct{}), base: -1, appendTime: -1, seq: -1}
 		b.hold.builder = bl
@@ -635,7 +635,7 @@ func (a *accumulator) splitBatch(b *batch) []*batch {
 	var headers []record.Header
 	for i := 0; it.Next(); i++ {
 		if i == 0 || i == half {
-			bl := a.builders.Get().(*record.Builder)
+			bl := a.builders.Get()
 			bl.Reset(a.opts)
 			c = &batch{tp: b.tp, builder: bl, created: b.created, deadline: b.deadline, sealed: true,
 				done: make(chan struct{}), base: -1, appendTime: -1, seq: -1, parent: b, first: i}
@@ -659,7 +659,7 @@ func (a *accumulator) splitBatch(b *batch) []*batch {
 		return nil
 	}
 	b.children, b.left = children, len(children)
-	b.hold.drop(&a.builders) // a request that carried b may still hold its bytes
+	b.hold.drop(a.builders) // a request that carried b may still hold its bytes
 	b.builder, b.built = nil, nil
 	return children
 }
@@ -668,7 +668,7 @@ func (a *accumulator) splitBatch(b *batch) []*batch {
 // that carried it is held by gRPC any more (see builderHold).
 func (a *accumulator) recycle(b *batch) {
 	if b.builder != nil {
-		b.hold.drop(&a.builders)
+		b.hold.drop(a.builders)
 		b.builder, b.built = nil, nil
 	}
 }

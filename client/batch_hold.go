@@ -1,7 +1,6 @@
 package client
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/stratalog/strata/storage/record"
@@ -35,10 +34,10 @@ func (h *builderHold) pin() { h.refs.Add(1) }
 // start concurrently (the batch's own produce call).
 func (h *builderHold) pinned() bool { return h.refs.Load() > 0 }
 
-// builderPool is where a free builder goes: the accumulator's sync.Pool.
-type builderPool interface{ Put(any) }
+// builderPool is where a free builder goes: the accumulator's builderCache.
+type builderPool interface{ Put(*record.Builder) }
 
-var _ builderPool = (*sync.Pool)(nil)
+var _ builderPool = (*builderCache)(nil)
 
 // drop removes a reference; the last one puts the builder back in pool.
 func (h *builderHold) drop(pool builderPool) {

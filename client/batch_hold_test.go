@@ -9,10 +9,10 @@ import (
 
 type countingPool struct {
 	mu  sync.Mutex
-	put []any
+	put []*record.Builder
 }
 
-func (p *countingPool) Put(v any) {
+func (p *countingPool) Put(v *record.Builder) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.put = append(p.put, v)

@@ -255,7 +255,7 @@ func (d drained) seal(b *batch, i int) error {
 // unpin drops a request's references to its batches (see builderHold).
 func (p *Producer) unpin(batches []*batch) {
 	for _, b := range batches {
-		b.hold.drop(&p.acc.builders)
+		b.hold.drop(p.acc.builders)
 	}
 }
 

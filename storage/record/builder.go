@@ -124,6 +124,19 @@ func (b *Builder) SetProducer(id int64, epoch int16, baseSequence int32) {
 	b.opts.Idempotent, b.opts.ProducerID, b.opts.ProducerEpoch, b.opts.BaseSequence = true, id, epoch, baseSequence
 }
 
+// Grow makes room for a batch of n bytes, header included, so that appending
+// up to that size allocates nothing.
+func (b *Builder) Grow(n int) {
+	if cap(b.buf) < n {
+		nb := make([]byte, len(b.buf), n)
+		copy(nb, b.buf)
+		b.buf = nb
+	}
+}
+
+// Capacity is the bytes the Builder's buffers hold, used or not.
+func (b *Builder) Capacity() int { return cap(b.buf) + cap(b.cbuf) }
+
 // Reset empties the Builder for a new batch with opts, keeping its buffers.
 // A Batch returned by an earlier Build is invalid from here on.
 func (b *Builder) Reset(opts BatchOptions) {
