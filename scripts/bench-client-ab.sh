@@ -13,7 +13,7 @@
 # Medians per configuration at the end, with ratios to the first binary.
 set -euo pipefail
 : "${BINS:?BINS: the strata binaries to compare, first one the baseline}"
-read -r -a bins <<<"$BINS"
+read -r -a bins <<<"$BINS" # bins[0] also runs the server
 ROUNDS=${ROUNDS:-3} RECORDS=${RECORDS:-300000} BASE_PORT=${BASE_PORT:-29000}
 CONFIGS=${CONFIGS:-1:256KiB 4:256KiB 1:16KiB}
 IDEM=${IDEM:-true}
@@ -41,37 +41,9 @@ d = json.load(open(sys.argv[1])); u, s = map(float, open(sys.argv[2]).read().spl
 mb = d["records"] * 1024 / 1e6
 print("%.0f %.0f %.2f" % (mb / d["seconds"], mb / (u + s + float(sys.argv[4]) - float(sys.argv[3])), u + s))' "$tmp/out.json" "$tmp/time" "$s0" "$s1"
 }
-echo "idempotence=$IDEM records=$RECORDS load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for i in "${!bins[@]}"; do echo "bin $i: ${bins[$i]}"; done
-echo "columns per bin: MB/s (MB per cpu-s of client+server) client-cpu-s"
-n=${#bins[@]}
-for round in $(seq 1 "$ROUNDS"); do
-  for cfg in $CONFIGS; do
-    p=${cfg%%:*} batch=${cfg#*:}
-    declare -A res=()
-    for k in $(seq 0 $((n - 1))); do
-      i=$(( (k + round) % n ))
-      res[$i]=$(run "${bins[$i]}" "bench-p$p" "$batch")
-    done
-    line=$(printf "%-3s %-16s" "$round" "p=$p/$batch")
-    for i in $(seq 0 $((n - 1))); do line+=$(printf " | %s" "${res[$i]}"); done
-    echo "$line | load $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$tmp/rows"
-  done
-done
-echo "medians (ratio to bin 0):"
-python3 - "$tmp/rows" <<'PY'
-import sys, statistics as st, collections
-rows = collections.defaultdict(lambda: collections.defaultdict(list))
-for line in open(sys.argv[1]):
-    parts = [p.strip() for p in line.split("|")]
-    cfg = parts[0].split()[1]
-    for i, p in enumerate(parts[1:-1]):
-        rows[cfg][i].append(tuple(map(float, p.split())))
-for cfg, bins in rows.items():
-    base = None
-    for i in sorted(bins):
-        m = [st.median(x[k] for x in bins[i]) for k in range(3)]
-        base = base or m
-        print("%-14s bin %d: %4.0f MB/s (x%.2f)  %4.0f MB/cpu-s (x%.2f)  client %.2f cpu-s (x%.2f)" %
-              (cfg, i, m[0], m[0] / base[0], m[1], m[1] / base[1], m[2], m[2] / base[2]))
-PY
+run_config() { # bin partitions:batch
+  run "$1" "bench-p${2%%:*}" "${2#*:}"
+}
+echo "idempotence=$IDEM records=$RECORDS"
+. "$(dirname "$0")/ab-rounds.sh"
+ab_rounds "$tmp/rows" MB/s MB/cpu-s client-cpu-s
