@@ -69,6 +69,11 @@ type FetcherConfig struct {
 	// RequestTimeout bounds one RPC beyond MaxWait, so a leader that stops
 	// answering without closing the connection is given up (default 30s).
 	RequestTimeout time.Duration
+	// StreamRetry is how long a source whose leader answered FetchStream
+	// with Unimplemented (an older broker) fetches with unary Fetch before
+	// it tries the stream again: the leader may have been upgraded in place,
+	// at the same address (default 1m).
+	StreamRetry time.Duration
 }
 
 func (c FetcherConfig) withDefaults() FetcherConfig {
@@ -89,6 +94,9 @@ func (c FetcherConfig) withDefaults() FetcherConfig {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.StreamRetry <= 0 {
+		c.StreamRetry = time.Minute
 	}
 	return c
 }
@@ -302,7 +310,7 @@ type fetcherSource struct {
 	client     pb.BrokerServiceClient
 	dialedAddr string
 	stream     *fetchStream // open on client (fetchstream.go), or nil
-	streamless bool         // the leader does not serve FetchStream: unary Fetch
+	streamless time.Time    // until then unary Fetch: the leader answered FetchStream Unimplemented
 	failing    bool         // the last round failed at the transport (logged once)
 	fastEmpty  int          // empty answers in a row that came well before max_wait
 }
@@ -401,7 +409,7 @@ func (s *fetcherSource) ensureClient() error {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}
 	s.closeStream()
-	s.client, s.dialedAddr, s.streamless = c, addr, false
+	s.client, s.dialedAddr, s.streamless = c, addr, time.Time{}
 	return nil
 }
 
@@ -665,13 +673,16 @@ type PooledFetcher interface {
 // the leader have one, else as a unary Fetch; release gives the answer's
 // memory back once the caller is done with its records.
 func (s *fetcherSource) rpcFetch(ctx context.Context, req *pb.FetchRequest, opts ...grpc.CallOption) (*pb.FetchResponse, func(), error) {
-	if sf, ok := s.client.(StreamFetcher); ok && !s.streamless {
+	if sf, ok := s.client.(StreamFetcher); ok && (s.streamless.IsZero() || time.Now().After(s.streamless)) {
 		resp, release, err := s.streamFetch(ctx, sf, req, opts...)
 		if status.Code(err) != codes.Unimplemented {
+			s.streamless = time.Time{}
 			return resp, release, err
 		}
-		s.logger.Info("leader does not serve FetchStream; fetching with unary Fetch", "leader", s.leaderID)
-		s.streamless = true
+		if s.streamless.IsZero() {
+			s.logger.Info("leader does not serve FetchStream; fetching with unary Fetch", "leader", s.leaderID, "retry_after", s.m.cfg.StreamRetry)
+		}
+		s.streamless = time.Now().Add(s.m.cfg.StreamRetry)
 	}
 	pf, ok := s.client.(PooledFetcher)
 	if !ok {

@@ -6,7 +6,8 @@ package broker
 // per-call set-up: a new HTTP/2 stream with its headers and trailers to
 // encode and decode, a handler goroutine and its contexts. A leader that
 // does not serve FetchStream (an older version during a rolling upgrade)
-// answers Unimplemented, and the source falls back to unary Fetch for good.
+// answers Unimplemented, and the source fetches with unary Fetch for
+// FetcherConfig.StreamRetry before it tries a stream again.
 
 import (
 	"context"

@@ -109,7 +109,7 @@ func TestFetcherStreamCatchesUp(t *testing.T) {
 }
 
 // A leader without FetchStream (an older broker) answers Unimplemented: the
-// source falls back to unary Fetch, once and for good.
+// source falls back to unary Fetch until StreamRetry has passed.
 func TestFetcherStreamFallsBackToUnary(t *testing.T) {
 	leader, srv := fetcherStreamLeader(t)
 	srv.noStream.Store(true)
@@ -117,6 +117,25 @@ func TestFetcherStreamFallsBackToUnary(t *testing.T) {
 	fetcherStreamRun(t, leader, srv, d, FetcherConfig{MaxWait: 100 * time.Millisecond, PartitionMaxBytes: 1024, Backoff: 20 * time.Millisecond})
 	if n := srv.streams.Load(); n != 1 || d.calls.Load() < 5 {
 		t.Fatalf("%d streams, %d unary fetches: want 1 stream tried, then unary", n, d.calls.Load())
+	}
+}
+
+// A leader upgraded in place (same address) starts serving FetchStream: the
+// source, fetching with unary Fetch since its first Unimplemented, tries the
+// stream again after StreamRetry and stays on it.
+func TestFetcherStreamRetriedAfterUpgrade(t *testing.T) {
+	leader, srv := fetcherStreamLeader(t)
+	srv.noStream.Store(true)
+	d := newFetcherTestDialer(t)
+	fetcherStreamRun(t, leader, srv, d, FetcherConfig{MaxWait: 50 * time.Millisecond, PartitionMaxBytes: 1024,
+		Backoff: 20 * time.Millisecond, StreamRetry: 200 * time.Millisecond})
+	srv.noStream.Store(false) // the upgrade
+	tried := srv.streams.Load()
+	fetcherTestWait(t, 10*time.Second, "a stream after the upgrade", func() bool { return srv.streams.Load() > tried })
+	unary := d.calls.Load()
+	time.Sleep(500 * time.Millisecond) // ten long polls, more than two StreamRetry
+	if n, u := srv.streams.Load(), d.calls.Load(); n != tried+1 || u > unary+1 {
+		t.Fatalf("after the upgrade %d streams opened and %d unary fetches: want 1 stream and no more unary", n-tried, u-unary)
 	}
 }
 
@@ -179,7 +198,7 @@ func TestFetcherStreamOpenBoundedByRound(t *testing.T) {
 	if took := time.Since(start); err == nil || took > 2*time.Second {
 		t.Fatalf("fetch against a silent leader: %v after %v, want an error within the 300ms round", err, took)
 	}
-	if s.stream != nil || s.streamless {
+	if s.stream != nil || !s.streamless.IsZero() {
 		t.Fatalf("stream %v, streamless %v after the failed round: want no stream and streams still tried", s.stream, s.streamless)
 	}
 }
