@@ -305,13 +305,15 @@ func (m *Manager) Close() error {
 	}
 	var errs []error
 	for tp, l := range logs {
-		if err := l.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
-		}
 		// A failed log may hold bytes it wrote and never published (a run
 		// whose pwrite went through before its index entry failed): the
-		// next open must validate, not trust, its files.
-		if err := l.failed(); err != nil {
+		// next open must validate, not trust, its files. A failed fsync
+		// makes the log's error sticky: it is reported once.
+		err := l.Flush()
+		if err == nil {
+			err = l.failed()
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", tp, err))
 		}
 	}

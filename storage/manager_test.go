@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stratalog/strata/storage/record"
@@ -106,5 +107,31 @@ func TestManagerCloseAfterFailedLogIsUnclean(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, CleanShutdownFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("clean shutdown marked after a failed log: %v", err)
+	}
+}
+
+// A log whose last fsync fails at Close reports that failure once, not
+// once from the flush and again as the log's sticky error.
+func TestManagerCloseReportsFailedFlushOnce(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	m, err := OpenManager(dir, cfg, ManagerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.GetOrCreate(TopicPartition{"t", 0}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(makeBatch(t, record.CodecNone, 3, "m", 0)); err != nil {
+		t.Fatal(err)
+	}
+	l.segments()[0].file.File().Close() // the fsync at Close fails
+	err = m.Close()
+	if !errors.Is(err, ErrStorageFailed) {
+		t.Fatalf("Close with a failing fsync: %v, want ErrStorageFailed", err)
+	}
+	if n := strings.Count(err.Error(), "fsync"); n != 1 {
+		t.Fatalf("the failed fsync reported %d times: %v", n, err)
 	}
 }
